@@ -1,0 +1,83 @@
+"""The per-execution context."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from resilio._clock import Clock
+
+__all__ = ["Context"]
+
+
+class Context:
+    """State of one execution of a pipeline.
+
+    Pass one to :meth:`resilio.Pipeline.execute` to name the operation, give an idempotency key or
+    attach attributes; otherwise the pipeline makes one. A context belongs to one execution at a
+    time: do not share one between concurrent calls.
+
+    Args:
+        operation: Name of the unit of work (``"customerio.track"``); defaults to the pipeline name.
+        idempotency_key: Key for the idempotency policy and for outbox replays.
+        idempotent: Whether repeating the work is harmless; ``None`` lets the operation or the
+            retry policy decide. Decides whether AMBIGUOUS failures may be retried.
+        attributes: Free-form values for classifiers, handlers and fallbacks. Never traced.
+
+    Attributes:
+        deadline: Absolute monotonic time (of the pipeline's clock) by which the whole execution
+            must finish, set by timeout policies; ``None`` for no deadline.
+        attempt: The current attempt number, 1 for the first call.
+        pipeline: Name of the pipeline running this context.
+    """
+
+    __slots__ = (
+        "_attributes",
+        "_clock",
+        "attempt",
+        "deadline",
+        "idempotency_key",
+        "idempotent",
+        "operation",
+        "pipeline",
+    )
+
+    def __init__(
+        self,
+        operation: str | None = None,
+        idempotency_key: str | None = None,
+        idempotent: bool | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.operation = operation
+        self.idempotency_key = idempotency_key
+        self.idempotent = idempotent
+        self._attributes: dict[str, Any] | None = dict(attributes) if attributes else None
+        self.deadline: float | None = None
+        self.attempt = 1
+        self.pipeline: str | None = None
+        self._clock: Clock | None = None
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        """Free-form attributes (created on first access)."""
+        if self._attributes is None:
+            self._attributes = {}
+        return self._attributes
+
+    def remaining(self) -> float | None:
+        """Return the seconds left before the deadline (may be negative), or ``None``."""
+        if self.deadline is None:
+            return None
+        if self._clock is None:
+            from resilio._clock import SYSTEM_CLOCK
+
+            return self.deadline - SYSTEM_CLOCK.monotonic()
+        return self.deadline - self._clock.monotonic()
+
+    def __repr__(self) -> str:
+        return (
+            f"Context(operation={self.operation!r}, pipeline={self.pipeline!r}, "
+            f"attempt={self.attempt}, deadline={self.deadline!r})"
+        )

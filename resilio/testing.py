@@ -1,0 +1,109 @@
+"""Helpers for testing code that uses resilio: a fake clock and event capture."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from resilio.events import Event
+
+__all__ = ["EventRecorder", "FakeClock", "capture_events"]
+
+
+class FakeClock:
+    """A clock whose time only moves when told to: sleeping advances it instantly.
+
+    ``sleep`` and ``sleep_async`` return at once after moving virtual time forward, so tests of
+    retries, breakers and rate limiters never sleep for real. Thread-safe.
+
+    Args:
+        start: The initial monotonic time in seconds.
+        wall_start: The initial wall-clock time in seconds since the epoch.
+
+    Attributes:
+        sleeps: Every sleep requested, in order, in seconds.
+    """
+
+    def __init__(self, start: float = 0.0, wall_start: float = 1_700_000_000.0) -> None:
+        self._now = float(start)
+        self._offset = float(wall_start) - float(start)
+        self._lock = threading.Lock()
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        """Return the virtual monotonic time."""
+        return self._now
+
+    def time(self) -> float:
+        """Return the virtual wall-clock time."""
+        return self._now + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move virtual time forward by ``seconds``.
+
+        Raises:
+            ValueError: If ``seconds`` is negative.
+        """
+        if seconds < 0:
+            raise ValueError(f"cannot move time backwards (advance({seconds!r}))")
+        with self._lock:
+            self._now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """Record the sleep and advance virtual time by it, returning at once."""
+        with self._lock:
+            self.sleeps.append(seconds)
+            if seconds > 0:
+                self._now += seconds
+
+    async def sleep_async(self, seconds: float) -> None:
+        """Record the sleep, advance virtual time and yield to the event loop once."""
+        self.sleep(seconds)
+        await asyncio.sleep(0)
+
+    def __repr__(self) -> str:
+        return f"FakeClock(now={self._now!r})"
+
+
+class EventRecorder:
+    """A listener that keeps every event it receives.
+
+    Attributes:
+        events: The events received, in order.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        """Record an event."""
+        with self._lock:
+            self.events.append(event)
+
+    def names(self) -> list[str]:
+        """Return the dotted names of the recorded events, in order."""
+        return [e.name for e in self.events]
+
+    def of(self, kind: type[Event]) -> list[Event]:
+        """Return the recorded events of one class."""
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@contextmanager
+def capture_events() -> Iterator[EventRecorder]:
+    """Record the events of every pipeline while the block runs.
+
+    Yields:
+        The recorder; its ``events`` list fills as pipelines report events.
+    """
+    from resilio.plugins import _runtime
+
+    recorder = EventRecorder()
+    _runtime.add_global_listener(recorder)
+    try:
+        yield recorder
+    finally:
+        _runtime.remove_global_listener(recorder)
