@@ -24,6 +24,8 @@ class Context:
         idempotent: Whether repeating the work is harmless; ``None`` lets the operation or the
             retry policy decide. Decides whether AMBIGUOUS failures may be retried.
         attributes: Free-form values for classifiers, handlers and fallbacks. Never traced.
+        payload: A JSON-serialisable description of the call, for replaying it later through the
+            operation's handler (the outbox). Never logged or traced.
 
     Attributes:
         deadline: Absolute monotonic time (of the pipeline's clock) by which the whole execution
@@ -40,6 +42,7 @@ class Context:
         "idempotency_key",
         "idempotent",
         "operation",
+        "payload",
         "pipeline",
     )
 
@@ -49,11 +52,13 @@ class Context:
         idempotency_key: str | None = None,
         idempotent: bool | None = None,
         attributes: Mapping[str, Any] | None = None,
+        payload: Any = None,
     ) -> None:
         self.operation = operation
         self.idempotency_key = idempotency_key
         self.idempotent = idempotent
         self._attributes: dict[str, Any] | None = dict(attributes) if attributes else None
+        self.payload = payload
         self.deadline: float | None = None
         self.attempt = 1
         self.pipeline: str | None = None
