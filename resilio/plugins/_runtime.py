@@ -1,27 +1,41 @@
 """The plugin system as the pipeline's hot code sees it: cheap when nobody registered anything.
 
 These functions are called only on the failure path (classification) or when an event happens.
-The plugin manager is built lazily the first time one of them needs it.
+The plugin manager is built lazily the first time one of them needs it. If building it fails
+(a broken plugin), the failure is logged once and calls go on without plugins; configuration
+loading and the ``resilio`` command report the error itself.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from resilio._context import Context
+    from resilio._operation import Operation
     from resilio.classify import Classification
     from resilio.events import Event, Listener
+    from resilio.plugins.manager import PluginSystem
 
 __all__ = [
     "add_global_listener",
     "classify_operation",
     "classify_with_plugins",
     "emit_event",
+    "install",
     "remove_global_listener",
+    "uninstall",
 ]
 
 _global_listeners: list[Listener] = []
+
+# Filled by install() when the plugin system is built; _loaded is False until then.
+_loaded = False
+_operations: Mapping[str, Operation] = {}
+_classify_hook: Callable[..., Any] | None = None
+_event_impls: tuple[tuple[str, Callable[..., Any]], ...] = ()
 
 
 def add_global_listener(listener: Listener) -> None:
@@ -34,17 +48,89 @@ def remove_global_listener(listener: Listener) -> None:
     _global_listeners.remove(listener)
 
 
+def install(system: PluginSystem) -> None:
+    """Make the hot path use a freshly built plugin system (called by the manager)."""
+    global _loaded, _operations, _classify_hook, _event_impls
+    hook = system.manager.hook
+    _operations = system.catalog.operations.items()
+    _classify_hook = hook.resilio_classify if hook.resilio_classify.get_hookimpls() else None
+    # Called one by one (in pluggy's order), so one failing observer does not silence others.
+    _event_impls = tuple(
+        (impl.plugin_name, impl.function) for impl in reversed(hook.resilio_event.get_hookimpls())
+    )
+    _loaded = True
+
+
+def uninstall() -> None:
+    """Forget the plugin system; the next failure or event builds it again."""
+    global _loaded, _operations, _classify_hook, _event_impls
+    _loaded = False
+    _operations = {}
+    _classify_hook = None
+    _event_impls = ()
+
+
+def _load() -> None:
+    global _loaded
+    from resilio.errors import PluginError
+    from resilio.plugins import manager
+
+    try:
+        manager.plugin_system()
+    except PluginError as exc:
+        import structlog
+
+        structlog.get_logger("resilio").warning("resilio.plugins.failed", problems=exc.problems)
+        _loaded = True  # run without plugins until manager.reset()
+
+
 def classify_operation(error: BaseException, context: Context) -> Classification | None:
-    """Classify with the classifier of the context's registered operation, if it has one."""
-    return None
+    """Classify with the classifier of the context's registered operation, if it has one.
+
+    Also sets ``context.idempotent`` from the operation when the caller left it ``None``, so
+    the retry policy knows whether an AMBIGUOUS failure may be retried.
+    """
+    if not _loaded:
+        _load()
+    operation = _operations.get(context.operation) if context.operation else None
+    if operation is None:
+        return None
+    if context.idempotent is None:
+        context.idempotent = operation.idempotent
+    if operation.classifier is None:
+        return None
+    return operation.classifier(error, context)
 
 
 def classify_with_plugins(error: BaseException, context: Context) -> Classification | None:
     """Ask the ``resilio_classify`` hook; the first non-``None`` answer wins."""
-    return None
+    if not _loaded:
+        _load()
+    hook = _classify_hook
+    if hook is None:
+        return None
+    result: Classification | None = hook(error=error, context=context)
+    return result
 
 
 def emit_event(event: Event) -> None:
-    """Send an event to global listeners and the ``resilio_event`` hook implementations."""
+    """Send an event to global listeners and the ``resilio_event`` hook implementations.
+
+    A listener or hook implementation that raises is logged; the call goes on.
+    """
+    if not _loaded:
+        _load()
     for listener in tuple(_global_listeners):
-        listener(event)
+        try:
+            listener(event)
+        except Exception:  # a listener must never break a call
+            from resilio.telemetry._log import log_listener_error
+
+            log_listener_error(listener, event)
+    for _plugin, function in _event_impls:
+        try:
+            function(event=event)
+        except Exception:  # a plugin must never break a call
+            from resilio.telemetry._log import log_listener_error
+
+            log_listener_error(function, event)

@@ -1,0 +1,60 @@
+"""Operations: named units of work an adapter offers (``"customerio.track"``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from attrs import field, frozen, validators
+
+if TYPE_CHECKING:
+    from resilio.classify import Classifier
+
+__all__ = ["Operation"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def _check_name(_inst: object, _attr: object, value: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(
+            f"operation name must be letters, digits, '_', '.' or '-' (like 'acme.send'), "
+            f"got {value!r}"
+        )
+
+
+def _check_callable(_inst: object, attr: Any, value: object) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"operation {attr.name} must be callable or None")
+
+
+@frozen(kw_only=True)
+class Operation:
+    """A named unit of work, registered by an adapter so configuration and queues can name it.
+
+    Args:
+        name: Dotted name, ``"<adapter>.<verb>"`` (``"customerio.track"``).
+        idempotent: Whether doing the work twice is harmless. Decides whether a failure that
+            may have taken effect (AMBIGUOUS) may be retried.
+        classifier: Classifies the operation's exceptions before plugins and the default
+            classifier do; returns ``None`` to let them decide.
+        handler: Runs the work from a JSON-serialisable payload, so queued work can be replayed
+            later by name (the outbox).
+        pipeline: Name of the pipeline that protects the operation; defaults to ``name``.
+        description: One line for ``resilio plugins`` and the docs.
+    """
+
+    name: str = field(validator=_check_name)
+    idempotent: bool = field(validator=validators.instance_of(bool))
+    classifier: Classifier | None = field(default=None, validator=_check_callable)
+    handler: Callable[[Any], Any] | None = field(default=None, validator=_check_callable)
+    pipeline: str | None = field(
+        default=None, validator=validators.optional(validators.instance_of(str))
+    )
+    description: str = field(default="", validator=validators.instance_of(str))
+
+    @property
+    def pipeline_name(self) -> str:
+        """The pipeline that protects this operation: ``pipeline`` or, if unset, ``name``."""
+        return self.pipeline or self.name

@@ -1,0 +1,68 @@
+"""The built-in plugin: registers resilio's own policy types and store kinds.
+
+The core registers its policies through the same hook as any plugin does, so a configuration
+file sees built-in and plugin policy types alike.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from resilio.plugins.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from resilio.plugins.catalog import PolicyTypeRegistry, StoreKindRegistry
+
+__all__ = ["BUILTIN_POLICIES", "resilio_register_policies", "resilio_register_stores"]
+
+BUILTIN_POLICIES: dict[str, tuple[str, str]] = {
+    "fallback": ("resilio.policies.fallback", "Fallback"),
+    "timeout": ("resilio.policies.timeout", "Timeout"),
+    "retry": ("resilio.policies.retry", "Retry"),
+    "circuit_breaker": ("resilio.policies.circuit_breaker", "CircuitBreaker"),
+    "rate_limiter": ("resilio.policies.rate_limiter", "RateLimiter"),
+    "bulkhead": ("resilio.policies.bulkhead", "Bulkhead"),
+    "idempotency": ("resilio.policies.idempotency", "Idempotency"),
+}
+"""YAML type name → (module, class) of every built-in policy."""
+
+
+def _optional_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None  # not part of this build
+        raise
+
+
+@hookimpl
+def resilio_register_policies(registry: PolicyTypeRegistry) -> None:
+    """Register the built-in policy types under their YAML names."""
+    for kind, (module_name, class_name) in BUILTIN_POLICIES.items():
+        module = _optional_module(module_name)
+        if module is not None:
+            registry.add(getattr(module, class_name), kind=kind)
+
+
+def _memory_store(**options: Any) -> Any:
+    """Return the in-process store (``None`` means each policy keeps its own local state)."""
+    memory = _optional_module("resilio.stores.memory")
+    factory = getattr(memory, "MemoryStore", None) if memory is not None else None
+    return factory(**options) if factory is not None else None
+
+
+@hookimpl
+def resilio_register_stores(registry: StoreKindRegistry) -> None:
+    """Register the store kinds that ship with resilio.
+
+    ``resilio.stores`` contributes its kinds through a ``register_store_kinds(registry)``
+    function; without it, only ``memory`` (in-process state) is available.
+    """
+    stores = _optional_module("resilio.stores")
+    register = getattr(stores, "register_store_kinds", None) if stores is not None else None
+    if register is not None:
+        register(registry)
+    if "memory" not in registry:
+        registry.add("memory", _memory_store)
