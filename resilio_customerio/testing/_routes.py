@@ -60,11 +60,6 @@ class Route:
     params: tuple[str, ...] = ()
     allowed: tuple[str, ...] = ()
 
-    @property
-    def method_ok(self) -> bool:
-        """Whether a handler exists for the request's method (set by :func:`route`)."""
-        return self.name not in ("unknown", "method_not_allowed")
-
 
 def route(method: str, path: str) -> Route:
     """Match a request to an endpoint.
