@@ -1,4 +1,4 @@
-"""Helpers for testing code that uses resilio: a fake clock and event capture."""
+"""Helpers for testing code that uses resilio: a fake clock, event capture and a testing mode."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import TracebackType
 
 from resilio.events import Event
 
-__all__ = ["EventRecorder", "FakeClock", "capture_events"]
+__all__ = ["EventRecorder", "FakeClock", "capture_events", "is_testing", "set_testing"]
 
 
 class FakeClock:
@@ -107,3 +108,63 @@ def capture_events() -> Iterator[EventRecorder]:
         yield recorder
     finally:
         _runtime.remove_global_listener(recorder)
+
+
+class _TestingMode:
+    """Returned by :func:`set_testing`; as a context manager, restores the previous mode on exit."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: tuple[int, bool] | None) -> None:
+        self._previous = previous
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        from resilio.policies._retry_logic import set_testing_state
+
+        set_testing_state(self._previous)
+
+
+def set_testing(testing: bool = True, /, *, attempts: int = 1, cap: bool = True) -> _TestingMode:
+    """Switch retry policies into (or out of) testing mode, process-wide.
+
+    In testing mode, retry policies never wait (no sleeping, real or fake) and make at most
+    ``attempts`` attempts: with ``cap=True`` (the default) a policy keeps its own smaller
+    ``attempts`` (testing mode never raises it); with ``cap=False`` every policy makes exactly
+    ``attempts``. ``set_testing(attempts=1)`` switches retrying off: each call runs once.
+
+    Works as a plain call and as a context manager that restores the previous mode::
+
+        with resilio.testing.set_testing(attempts=2):
+            ...
+
+    Args:
+        testing: ``False`` switches testing mode off.
+        attempts: The most attempts any retry policy makes while testing.
+        cap: Keep policies' own smaller ``attempts`` (``True``) or force ``attempts`` on all.
+
+    Returns:
+        A context manager restoring the mode that was in force before the call.
+
+    Raises:
+        ValueError: If ``attempts`` is not an integer >= 1.
+    """
+    from resilio.policies._retry_logic import set_testing_state
+
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise ValueError(f"set_testing attempts must be an integer >= 1, got {attempts!r}")
+    return _TestingMode(set_testing_state((attempts, bool(cap)) if testing else None))
+
+
+def is_testing() -> bool:
+    """Return whether retry policies are in testing mode (see :func:`set_testing`)."""
+    from resilio.policies import _retry_logic
+
+    return _retry_logic._testing is not None
