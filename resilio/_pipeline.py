@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from resilio._clock import SYSTEM_CLOCK, Clock
 from resilio._context import Context
 from resilio._outcome import Failure
+from resilio.classify import Classification, ErrorKind
 from resilio.policies._base import Env, Layer, Policy
 
 if TYPE_CHECKING:
@@ -35,6 +36,14 @@ def _refuse_generator(fn: Callable[..., Any]) -> None:
         )
 
 
+def _misuse(error: TypeError) -> Failure:
+    # A programming error, not a sign of the service's health: PERMANENT, so no policy retries
+    # it and no circuit breaker counts it.
+    failure = Failure(error)
+    failure.classification = Classification(kind=ErrorKind.PERMANENT, reason="misuse")
+    return failure
+
+
 class _Invoke(Layer):
     """The innermost layer: calls the user's function and turns its exception into a Failure."""
 
@@ -51,9 +60,7 @@ class _Invoke(Layer):
                 what = "a coroutine: use execute_async() or decorate an async def"
             else:
                 what = "a generator: a pipeline would only protect creating it"
-            return Failure(
-                TypeError(f"{getattr(fn, '__qualname__', fn)!r} returned {what}")
-            )
+            return _misuse(TypeError(f"{getattr(fn, '__qualname__', fn)!r} returned {what}"))
         return result
 
     async def run_async(self, fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context) -> Any:
@@ -64,7 +71,7 @@ class _Invoke(Layer):
         except Exception as exc:
             return Failure(exc)
         if result.__class__ in _LAZY_RESULTS:
-            return Failure(
+            return _misuse(
                 TypeError(
                     f"{getattr(fn, '__qualname__', fn)!r} returned a generator: a pipeline "
                     "would only protect creating it"
