@@ -1,0 +1,290 @@
+"""The outbox: durable storage for work that failed now and must be done later."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from resilio._clock import SYSTEM_CLOCK, Clock
+from resilio.outbox._model import (
+    Backend,
+    ItemState,
+    NewItem,
+    OutboxItem,
+    OutboxStats,
+    Queued,
+    dump_payload,
+    new_idempotency_key,
+    new_item_id,
+)
+
+if TYPE_CHECKING:
+    from resilio.classify import Classification
+
+__all__ = ["Outbox"]
+
+
+def _observe(name: str, outbox: Outbox) -> None:
+    try:
+        from resilio.telemetry.metrics import (  # type: ignore[import-not-found,unused-ignore]
+            observe_outbox,
+        )
+    except ImportError:
+        return
+    try:
+        observe_outbox(name, lambda: outbox.stats().depth)
+    except Exception:
+        return
+
+
+class Outbox:
+    """A durable queue of operations to replay later (the fallback's ``enqueue=`` target).
+
+    Items hold an operation name, a JSON payload and an idempotency key; a
+    :class:`~resilio.Drainer` replays them through the operation's handler and pipeline.
+
+    Args:
+        store: A backend (:class:`~resilio.outbox.sqlite.SQLiteBackend`,
+            :class:`~resilio.outbox.redis.RedisBackend`), or a path to a SQLite file. Default: the
+            SQLite file ``resilio-outbox.sqlite3`` in the current directory.
+        name: The outbox's name in metrics and logs.
+        clock: Source of wall-clock time (tests pass a fake clock).
+    """
+
+    def __init__(
+        self,
+        store: Backend | str | os.PathLike[str] | None = None,
+        *,
+        name: str = "outbox",
+        clock: Clock | None = None,
+    ) -> None:
+        if store is None or isinstance(store, str | os.PathLike):
+            from resilio.outbox.sqlite import DEFAULT_PATH, SQLiteBackend
+
+            store = SQLiteBackend(store if store is not None else DEFAULT_PATH)
+        if not isinstance(store, Backend):
+            raise TypeError(f"outbox store must be an outbox backend, got {type(store).__name__}")
+        self.backend: Backend = store
+        self.name = name
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        _observe(name, self)
+
+    # -- constructors ------------------------------------------------------------------------
+
+    @classmethod
+    def sqlite(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        synchronous: str = "normal",
+        name: str = "outbox",
+        clock: Clock | None = None,
+    ) -> Outbox:
+        """Make an outbox in a SQLite file (WAL journal).
+
+        Args:
+            path: The file; default ``resilio-outbox.sqlite3`` in the current directory.
+            synchronous: ``"normal"`` survives process crashes, ``"full"`` also power loss.
+            name: The outbox's name in metrics and logs.
+            clock: Source of wall-clock time.
+
+        Returns:
+            The outbox.
+        """
+        from resilio.outbox.sqlite import DEFAULT_PATH, SQLiteBackend
+
+        backend = SQLiteBackend(path if path is not None else DEFAULT_PATH, synchronous=synchronous)
+        return cls(backend, name=name, clock=clock)
+
+    @classmethod
+    def redis(cls, client: Any, *, name: str = "outbox", clock: Clock | None = None) -> Outbox:
+        """Make an outbox on Redis Streams, shared by every process that uses the same name.
+
+        Args:
+            client: A ``redis://`` URL or a ``redis.Redis`` client.
+            name: The outbox's name; its keys are ``resilio:outbox:{name}:*``.
+            clock: Source of wall-clock time.
+
+        Returns:
+            The outbox.
+        """
+        from resilio.outbox.redis import RedisBackend
+
+        return cls(RedisBackend(client, name=name), name=name, clock=clock)
+
+    @classmethod
+    def from_mapping(cls, spec: Mapping[str, Any], *, clock: Clock | None = None) -> Outbox:
+        """Make an outbox from a configuration mapping.
+
+        ``{"kind": "sqlite", "path": "outbox.db", "synchronous": "full"}`` or
+        ``{"kind": "redis", "url": "redis://host:6379/0", "name": "emails"}``.
+
+        Raises:
+            ValueError: If the kind is unknown or a key is not recognised.
+        """
+        spec = dict(spec)
+        kind = spec.pop("kind", "sqlite")
+        name = spec.pop("name", "outbox")
+        if kind == "sqlite":
+            unknown = set(spec) - {"path", "synchronous"}
+            if unknown:
+                raise ValueError(f"outbox (sqlite): unknown keys {sorted(unknown)}")
+            return cls.sqlite(
+                spec.get("path"),
+                synchronous=spec.get("synchronous", "normal"),
+                name=name,
+                clock=clock,
+            )
+        if kind == "redis":
+            unknown = set(spec) - {"url"}
+            if unknown or "url" not in spec:
+                raise ValueError("outbox (redis): needs exactly a 'url' (and optional 'name')")
+            return cls.redis(spec["url"], name=name, clock=clock)
+        raise ValueError(f"outbox kind must be 'sqlite' or 'redis', got {kind!r}")
+
+    # -- enqueueing --------------------------------------------------------------------------
+
+    def _new(
+        self,
+        operation: str,
+        payload: Any,
+        idempotency_key: str | None,
+        classification: Classification | None,
+        now: float,
+    ) -> tuple[NewItem, Queued]:
+        if not isinstance(operation, str) or not operation:
+            raise TypeError("outbox operation must be a non-empty string")
+        key = idempotency_key if idempotency_key is not None else new_idempotency_key()
+        delay = 0.0
+        kind = reason = None
+        if classification is not None:
+            kind = classification.kind.value
+            reason = classification.reason
+            delay = classification.retry_after or 0.0
+        item = NewItem(
+            item_id=new_item_id(),
+            operation=operation,
+            payload_json=dump_payload(payload, operation),
+            idempotency_key=key,
+            created_at=now,
+            next_run_at=now + delay,
+            error_kind=kind,
+            error_reason=reason,
+        )
+        queued = Queued(
+            item_id=item.item_id,
+            operation=operation,
+            idempotency_key=key,
+            reason=reason or kind or "enqueued",
+        )
+        return item, queued
+
+    def enqueue(
+        self,
+        *,
+        operation: str,
+        payload: Any,
+        idempotency_key: str | None,
+        classification: Classification | None = None,
+    ) -> Queued:
+        """Store one item durably; it is replayable as soon as this returns.
+
+        Args:
+            operation: Name of the operation whose handler replays the work.
+            payload: JSON-serialisable description of the work.
+            idempotency_key: Key carried by every replay; one is generated if ``None``.
+            classification: The failure that made the caller queue the work; its
+                ``retry_after`` delays the first replay.
+
+        Returns:
+            The receipt.
+
+        Raises:
+            TypeError: If the payload is not JSON-serialisable.
+        """
+        item, queued = self._new(
+            operation, payload, idempotency_key, classification, self.clock.time()
+        )
+        self.backend.add([item])
+        return queued
+
+    def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[Queued]:
+        """Store many items in one write (one transaction or one pipeline round trip).
+
+        Args:
+            items: Mappings with the keyword arguments of :meth:`enqueue`
+                (``operation``, ``payload``, optional ``idempotency_key`` and ``classification``).
+
+        Returns:
+            One receipt per item, in order.
+        """
+        now = self.clock.time()
+        new: list[NewItem] = []
+        receipts: list[Queued] = []
+        for spec in items:
+            item, queued = self._new(
+                spec["operation"],
+                spec.get("payload"),
+                spec.get("idempotency_key"),
+                spec.get("classification"),
+                now,
+            )
+            new.append(item)
+            receipts.append(queued)
+        if new:
+            self.backend.add(new)
+        return receipts
+
+    async def enqueue_async(
+        self,
+        *,
+        operation: str,
+        payload: Any,
+        idempotency_key: str | None,
+        classification: Classification | None = None,
+    ) -> Queued:
+        """Like :meth:`enqueue`, writing from a worker thread so the event loop never blocks."""
+        item, queued = self._new(
+            operation, payload, idempotency_key, classification, self.clock.time()
+        )
+        await asyncio.to_thread(self.backend.add, [item])
+        return queued
+
+    # -- inspection and maintenance ----------------------------------------------------------
+
+    def stats(self) -> OutboxStats:
+        """Count the items in each state."""
+        return self.backend.stats()
+
+    def items(
+        self, state: ItemState | str = ItemState.PENDING, limit: int = 100
+    ) -> list[OutboxItem]:
+        """Return up to ``limit`` items in one state, oldest first."""
+        return self.backend.items(ItemState(state), limit)
+
+    def requeue(self, item_ids: Sequence[str] | None = None) -> int:
+        """Give dead items another chance (all of them if ``item_ids`` is ``None``).
+
+        Returns:
+            How many items became pending.
+        """
+        return self.backend.requeue(item_ids, self.clock.time())
+
+    def purge(
+        self, state: ItemState | str = ItemState.DONE, older_than: float | None = None
+    ) -> int:
+        """Delete done or dead items, optionally only those older than ``older_than`` seconds.
+
+        Returns:
+            How many items were deleted.
+        """
+        return self.backend.purge(ItemState(state), older_than, self.clock.time())
+
+    def close(self) -> None:
+        """Release the backend's connections."""
+        self.backend.close()
+
+    def __repr__(self) -> str:
+        return f"Outbox(name={self.name!r}, backend={self.backend!r})"

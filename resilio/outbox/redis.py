@@ -1,0 +1,412 @@
+"""The Redis outbox backend: a stream read through a consumer group, shared by many machines.
+
+Keys (``P`` is ``resilio:outbox:{name}``; the braces keep them in one cluster slot):
+
+* ``P:stream`` - items ready to run (entries hold the item id), read by the group ``drainers``;
+* ``P:item:<id>`` - one hash per item (operation, payload, key, attempts, times, state, error);
+* ``P:delayed`` - sorted set of pending items waiting for their next run time;
+* ``P:leases`` - sorted set of leased items by lease expiry;
+* ``P:dead`` - sorted set of dead items by the time they died;
+* ``P:done`` - counter of delivered items (delivered items are deleted).
+
+Every state change is one Lua script, so leasing and finishing are atomic. Times come from the
+caller's clock (wall time); machines sharing an outbox should keep their clocks in sync (NTP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from resilio.outbox._model import ItemState, NewItem, OutboxItem, OutboxStats
+
+__all__ = ["RedisBackend"]
+
+_GROUP = "drainers"
+
+# Shared Lua prelude: finishing a leased item checks its lease token and takes it off the stream.
+_FINISH = (
+    """
+local item = KEYS[4] .. ARGV[1]
+if redis.call('HGET', item, 'token') ~= ARGV[2] then return 0 end
+local entry = redis.call('HGET', item, 'entry')
+if entry then
+  redis.call('XACK', KEYS[1], '"""
+    + _GROUP
+    + """', entry)
+  redis.call('XDEL', KEYS[1], entry)
+end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', item, 'token', 'entry', 'lease_until')
+"""
+)
+
+# KEYS: stream, delayed, leases, item prefix. ARGV: now, lease_until, limit, consumer, token.
+_LEASE = (
+    """
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[3])
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  redis.call('XADD', KEYS[1], '*', 'id', id)
+  redis.call('ZREM', KEYS[2], id)
+end
+local out = {}
+local function take(id, entry)
+  local item = KEYS[4] .. id
+  redis.call('HSET', item, 'state', 'leased', 'token', ARGV[5], 'entry', entry,
+             'lease_until', ARGV[2], 'updated_at', ARGV[1])
+  redis.call('HINCRBY', item, 'attempts', 1)
+  redis.call('ZADD', KEYS[3], ARGV[2], id)
+  out[#out + 1] = redis.call('HGETALL', item)
+  out[#out][#out[#out] + 1] = 'item_id'
+  out[#out][#out[#out] + 1] = id
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, limit)
+for _, id in ipairs(expired) do
+  local entry = redis.call('HGET', KEYS[4] .. id, 'entry')
+  redis.call('XCLAIM', KEYS[1], '"""
+    + _GROUP
+    + """', ARGV[4], 0, entry, 'JUSTID')
+  take(id, entry)
+end
+local want = limit - #expired
+if want > 0 then
+  local read = redis.call('XREADGROUP', 'GROUP', '"""
+    + _GROUP
+    + """', ARGV[4], 'COUNT', want,
+                          'STREAMS', KEYS[1], '>')
+  if read and read[1] then
+    for _, e in ipairs(read[1][2]) do
+      local id = e[2][2]
+      if redis.call('HGET', KEYS[4] .. id, 'state') == 'pending' then
+        take(id, e[1])
+      else
+        redis.call('XACK', KEYS[1], '"""
+    + _GROUP
+    + """', e[1])
+        redis.call('XDEL', KEYS[1], e[1])
+      end
+    end
+  end
+end
+return out
+"""
+)
+
+# ARGV: item id, token, now
+_COMPLETE = (
+    _FINISH
+    + """
+redis.call('DEL', item)
+redis.call('INCR', KEYS[5])
+return 1
+"""
+)
+
+# ARGV: item id, token, now, next_run_at, kind, reason
+_RESCHEDULE = (
+    _FINISH
+    + """
+redis.call('HSET', item, 'state', 'pending', 'next_run_at', ARGV[4], 'error_kind', ARGV[5],
+           'error_reason', ARGV[6], 'updated_at', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return 1
+"""
+)
+
+# ARGV: item id, token, now, kind, reason
+_BURY = (
+    _FINISH
+    + """
+redis.call('HSET', item, 'state', 'dead', 'error_kind', ARGV[4], 'error_reason', ARGV[5],
+           'updated_at', ARGV[3])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+return 1
+"""
+)
+
+# ARGV: item id, token, now
+_RELEASE = (
+    _FINISH
+    + """
+local attempts = tonumber(redis.call('HGET', item, 'attempts'))
+if attempts > 0 then redis.call('HSET', item, 'attempts', attempts - 1) end
+redis.call('HSET', item, 'state', 'pending', 'updated_at', ARGV[3])
+redis.call('ZADD', KEYS[2], redis.call('HGET', item, 'next_run_at'), ARGV[1])
+return 1
+"""
+)
+
+# KEYS: leases, item prefix. ARGV: lease_until, then id, token pairs
+_RENEW = """
+for i = 2, #ARGV, 2 do
+  local item = KEYS[2] .. ARGV[i]
+  if redis.call('HGET', item, 'token') == ARGV[i + 1] then
+    redis.call('HSET', item, 'lease_until', ARGV[1])
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[i])
+  end
+end
+return 1
+"""
+
+# KEYS: dead, delayed, item prefix. ARGV: now, ids... (none: all)
+_REQUEUE = """
+local ids = {}
+if #ARGV > 1 then
+  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+end
+local n = 0
+for _, id in ipairs(ids) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    redis.call('HSET', KEYS[3] .. id, 'state', 'pending', 'attempts', 0, 'next_run_at', ARGV[1],
+               'updated_at', ARGV[1])
+    redis.call('ZADD', KEYS[2], ARGV[1], id)
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS: dead, item prefix. ARGV: cutoff
+_PURGE_DEAD = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for _, id in ipairs(ids) do
+  redis.call('DEL', KEYS[2] .. id)
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids
+"""
+
+# KEYS: stream, delayed, leases, dead, done
+_STATS = """
+local leased = redis.call('ZCARD', KEYS[3])
+local queued = redis.call('XLEN', KEYS[1])
+return {redis.call('ZCARD', KEYS[2]) + queued - leased, leased, redis.call('ZCARD', KEYS[4]),
+        tonumber(redis.call('GET', KEYS[5]) or '0')}
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _opt(fields: dict[str, str], key: str) -> str | None:
+    value = fields.get(key)
+    return value if value else None
+
+
+def _to_item(fields: dict[str, str]) -> OutboxItem:
+    return OutboxItem(
+        item_id=fields["item_id"],
+        operation=fields["operation"],
+        payload=json.loads(fields["payload"]),
+        idempotency_key=fields["idempotency_key"],
+        attempts=int(fields.get("attempts", 0)),
+        next_run_at=float(fields["next_run_at"]),
+        created_at=float(fields["created_at"]),
+        state=ItemState(fields["state"]),
+        error_kind=_opt(fields, "error_kind"),
+        error_reason=_opt(fields, "error_reason"),
+        lease_token=_opt(fields, "token"),
+    )
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+class RedisBackend:
+    """Outbox items in Redis, leased through a stream consumer group.
+
+    Args:
+        client: A ``redis://`` URL or a ``redis.Redis`` client.
+        name: The outbox's name; keys are ``resilio:outbox:{name}:*``.
+        socket_timeout: Socket timeout in seconds for a client made from a URL.
+    """
+
+    def __init__(self, client: Any, *, name: str = "outbox", socket_timeout: float = 5.0) -> None:
+        import redis
+
+        self._owns = isinstance(client, str)
+        self.client: redis.Redis = (
+            redis.Redis.from_url(
+                client, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            )
+            if isinstance(client, str)
+            else client
+        )
+        self.name = name
+        p = f"resilio:outbox:{{{name}}}"
+        self.prefix = p
+        self._stream, self._delayed, self._leases = f"{p}:stream", f"{p}:delayed", f"{p}:leases"
+        self._dead, self._done, self._items = f"{p}:dead", f"{p}:done", f"{p}:item:"
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        c = self.client
+        self._lease = c.register_script(_LEASE)
+        self._complete = c.register_script(_COMPLETE)
+        self._reschedule = c.register_script(_RESCHEDULE)
+        self._bury = c.register_script(_BURY)
+        self._release = c.register_script(_RELEASE)
+        self._renew = c.register_script(_RENEW)
+        self._requeue = c.register_script(_REQUEUE)
+        self._purge_dead = c.register_script(_PURGE_DEAD)
+        self._stats = c.register_script(_STATS)
+        try:
+            c.xgroup_create(self._stream, _GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def add(self, items: Sequence[NewItem]) -> None:
+        """Store new items in one MULTI/EXEC round trip."""
+        pipe = self.client.pipeline(transaction=True)
+        for i in items:
+            pipe.hset(
+                self._items + i.item_id,
+                mapping={
+                    "operation": i.operation,
+                    "payload": i.payload_json,
+                    "idempotency_key": i.idempotency_key,
+                    "attempts": 0,
+                    "next_run_at": repr(i.next_run_at),
+                    "created_at": repr(i.created_at),
+                    "updated_at": repr(i.created_at),
+                    "state": "pending",
+                    "error_kind": i.error_kind or "",
+                    "error_reason": i.error_reason or "",
+                },
+            )
+            if i.next_run_at > i.created_at:
+                pipe.zadd(self._delayed, {i.item_id: i.next_run_at})
+            else:
+                pipe.xadd(self._stream, {"id": i.item_id})
+        pipe.execute()
+
+    def lease(self, limit: int, now: float, lease_seconds: float) -> list[OutboxItem]:
+        """Lease due items and items whose lease expired, counting an attempt each."""
+        token = uuid.uuid4().hex
+        rows = self._lease(
+            keys=[self._stream, self._delayed, self._leases, self._items],
+            args=[repr(now), repr(now + lease_seconds), limit, self.consumer, token],
+        )
+        return [_to_item(_pairs(r)) for r in rows]
+
+    def renew(self, items: Iterable[OutboxItem], now: float, lease_seconds: float) -> None:
+        """Push back the lease expiry of items this lease still holds."""
+        args: list[Any] = [repr(now + lease_seconds)]
+        for i in items:
+            args += [i.item_id, i.lease_token or ""]
+        if len(args) > 1:
+            self._renew(keys=[self._leases, self._items], args=args)
+
+    def _keys(self, fifth: str) -> list[str]:
+        return [self._stream, self._delayed, self._leases, self._items, fifth]
+
+    def complete(self, item: OutboxItem, now: float) -> bool:
+        """Acknowledge and delete a delivered item; count it."""
+        return bool(
+            self._complete(
+                keys=self._keys(self._done), args=[item.item_id, item.lease_token or "", now]
+            )
+        )
+
+    def reschedule(
+        self, item: OutboxItem, now: float, next_run_at: float, kind: str, reason: str | None
+    ) -> bool:
+        """Return an item to the delayed set until ``next_run_at``."""
+        return bool(
+            self._reschedule(
+                keys=self._keys(self._dead),
+                args=[
+                    item.item_id,
+                    item.lease_token or "",
+                    repr(now),
+                    repr(next_run_at),
+                    kind,
+                    reason or "",
+                ],
+            )
+        )
+
+    def bury(self, item: OutboxItem, now: float, kind: str, reason: str | None) -> bool:
+        """Move an item to the dead set."""
+        return bool(
+            self._bury(
+                keys=self._keys(self._dead),
+                args=[item.item_id, item.lease_token or "", repr(now), kind, reason or ""],
+            )
+        )
+
+    def release(self, item: OutboxItem, now: float) -> bool:
+        """Give an item back unrun."""
+        return bool(
+            self._release(
+                keys=self._keys(self._dead), args=[item.item_id, item.lease_token or "", repr(now)]
+            )
+        )
+
+    def requeue(self, item_ids: Sequence[str] | None, now: float) -> int:
+        """Make dead items pending and due now."""
+        if item_ids is not None and not item_ids:
+            return 0
+        keys = [self._dead, self._delayed, self._items]
+        return int(self._requeue(keys=keys, args=[repr(now), *(item_ids or [])]))
+
+    def purge(self, state: ItemState, older_than: float | None, now: float) -> int:
+        """Delete dead items (delivered items are never kept, so purging them does nothing)."""
+        if state not in (ItemState.DONE, ItemState.DEAD):
+            raise ValueError(f"only done or dead items can be purged, not {state.value}")
+        if state is ItemState.DONE:
+            return 0
+        cutoff = "+inf" if older_than is None else repr(now - older_than)
+        return int(self._purge_dead(keys=[self._dead, self._items], args=[cutoff]))
+
+    def stats(self) -> OutboxStats:
+        """Count items per state (``done`` counts deliveries so far)."""
+        pending, leased, dead, done = self._stats(
+            keys=[self._stream, self._delayed, self._leases, self._dead, self._done]
+        )
+        return OutboxStats(pending=int(pending), leased=int(leased), dead=int(dead), done=int(done))
+
+    def _load(self, ids: Sequence[Any]) -> list[OutboxItem]:
+        pipe = self.client.pipeline(transaction=False)
+        names = [_text(i) for i in ids]
+        for name in names:
+            pipe.hgetall(self._items + name)
+        out = []
+        for name, raw in zip(names, pipe.execute(), strict=True):
+            if raw:
+                fields = {_text(k): _text(v) for k, v in raw.items()}
+                fields["item_id"] = name
+                out.append(_to_item(fields))
+        return out
+
+    def items(self, state: ItemState, limit: int) -> list[OutboxItem]:
+        """Return up to ``limit`` items in one state (none for ``done``: they are deleted)."""
+        c = self.client
+        if state is ItemState.LEASED:
+            return self._load(c.zrange(self._leases, 0, limit - 1))
+        if state is ItemState.DEAD:
+            return self._load(c.zrange(self._dead, 0, limit - 1))
+        if state is ItemState.DONE:
+            return []
+        entries: Any = c.xrange(self._stream, count=limit) or []
+        ready = [_pairs([x for kv in f.items() for x in kv])["id"] for _, f in entries]
+        ids = ready + list(c.zrange(self._delayed, 0, limit - 1))
+        found = [i for i in self._load(ids) if i.state is ItemState.PENDING]
+        return sorted(found, key=lambda i: i.created_at)[:limit]
+
+    def close(self) -> None:
+        """Close the client if this backend made it."""
+        if self._owns:
+            self.client.close()
+
+    def __repr__(self) -> str:
+        return f"RedisBackend(name={self.name!r})"

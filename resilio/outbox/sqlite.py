@@ -1,0 +1,294 @@
+"""The SQLite outbox backend: one file, WAL journal, safe for many threads and processes.
+
+Every state change is one transaction started with ``BEGIN IMMEDIATE``, so two drainers (threads
+or processes on the same file) never lease the same item at once. Each thread gets its own
+connection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from resilio.outbox._model import ItemState, NewItem, OutboxItem, OutboxStats
+
+__all__ = ["DEFAULT_PATH", "SQLiteBackend"]
+
+DEFAULT_PATH = "resilio-outbox.sqlite3"
+"""The file used by ``Outbox()`` when no path is given (relative to the current directory)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox_items (
+    item_id TEXT PRIMARY KEY,
+    operation TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_run_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    due_at REAL,
+    lease_token TEXT,
+    error_kind TEXT,
+    error_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox_items (due_at)
+    WHERE state IN ('pending', 'leased');
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox_items (state, updated_at);
+"""
+
+_COLUMNS = (
+    "item_id, operation, payload, idempotency_key, attempts, next_run_at, created_at, state, "
+    "error_kind, error_reason, lease_token"
+)
+
+_SYNCHRONOUS = {"off", "normal", "full", "extra"}
+
+
+def _row_to_item(row: Sequence[Any]) -> OutboxItem:
+    return OutboxItem(
+        item_id=row[0],
+        operation=row[1],
+        payload=json.loads(row[2]),
+        idempotency_key=row[3],
+        attempts=row[4],
+        next_run_at=row[5],
+        created_at=row[6],
+        state=ItemState(row[7]),
+        error_kind=row[8],
+        error_reason=row[9],
+        lease_token=row[10],
+    )
+
+
+class SQLiteBackend:
+    """Outbox items in a SQLite file.
+
+    Args:
+        path: The database file (created with its directory if missing).
+        synchronous: SQLite's ``synchronous`` pragma. ``"normal"`` (default) survives crashes of
+            the process; ``"full"`` also survives power loss, at the cost of an fsync per commit.
+        busy_timeout: Seconds to wait for another writer's lock before failing.
+
+    Raises:
+        ValueError: If ``synchronous`` is not one of off, normal, full, extra.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = DEFAULT_PATH,
+        *,
+        synchronous: str = "normal",
+        busy_timeout: float = 10.0,
+    ) -> None:
+        if synchronous.lower() not in _SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {sorted(_SYNCHRONOUS)}, got {synchronous!r}"
+            )
+        self.path = os.fspath(path)
+        self._synchronous = synchronous.upper()
+        self._busy_ms = int(busy_timeout * 1000)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        self._conn().executescript(_SCHEMA)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        conn = conn if conn is not None else self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this backend opened."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def add(self, items: Sequence[NewItem]) -> None:
+        """Insert new pending items in one transaction."""
+        rows = [
+            (
+                i.item_id,
+                i.operation,
+                i.payload_json,
+                i.idempotency_key,
+                i.next_run_at,
+                i.created_at,
+                i.created_at,
+                i.next_run_at,
+                i.error_kind,
+                i.error_reason,
+            )
+            for i in items
+        ]
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO outbox_items (item_id, operation, payload, idempotency_key, "
+                "next_run_at, created_at, updated_at, state, due_at, error_kind, error_reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                rows,
+            )
+
+    def lease(self, limit: int, now: float, lease_seconds: float) -> list[OutboxItem]:
+        """Lease due items (and items whose lease expired), counting an attempt each."""
+        token = uuid.uuid4().hex
+        with self._write() as conn:
+            rows = conn.execute(
+                "UPDATE outbox_items SET state = 'leased', lease_token = ?, due_at = ?, "  # noqa: S608
+                "attempts = attempts + 1, updated_at = ? WHERE item_id IN ("
+                "SELECT item_id FROM outbox_items WHERE state IN ('pending', 'leased') "
+                "AND due_at <= ? ORDER BY due_at LIMIT ?) RETURNING " + _COLUMNS,
+                (token, now + lease_seconds, now, now, limit),
+            ).fetchall()
+        items = [_row_to_item(r) for r in rows]
+        items.sort(key=lambda i: i.next_run_at)
+        return items
+
+    def renew(self, items: Iterable[OutboxItem], now: float, lease_seconds: float) -> None:
+        """Push back the lease expiry of items this lease still holds."""
+        rows = [(now + lease_seconds, i.item_id, i.lease_token) for i in items]
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE outbox_items SET due_at = ? WHERE item_id = ? AND lease_token = ? "
+                "AND state = 'leased'",
+                rows,
+            )
+
+    def _finish(self, item: OutboxItem, sql: str, params: tuple[Any, ...]) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                sql + " WHERE item_id = ? AND lease_token = ? AND state = 'leased'",
+                (*params, item.item_id, item.lease_token),
+            )
+            return cur.rowcount == 1
+
+    def complete(self, item: OutboxItem, now: float) -> bool:
+        """Mark an item delivered if this lease still holds it."""
+        return self._finish(
+            item,
+            "UPDATE outbox_items SET state = 'done', lease_token = NULL, due_at = NULL, "
+            "updated_at = ?",
+            (now,),
+        )
+
+    def reschedule(
+        self, item: OutboxItem, now: float, next_run_at: float, kind: str, reason: str | None
+    ) -> bool:
+        """Make an item pending again from ``next_run_at``, recording the failure."""
+        return self._finish(
+            item,
+            "UPDATE outbox_items SET state = 'pending', lease_token = NULL, next_run_at = ?, "
+            "due_at = ?, error_kind = ?, error_reason = ?, updated_at = ?",
+            (next_run_at, next_run_at, kind, reason, now),
+        )
+
+    def bury(self, item: OutboxItem, now: float, kind: str, reason: str | None) -> bool:
+        """Dead-letter an item, recording the failure."""
+        return self._finish(
+            item,
+            "UPDATE outbox_items SET state = 'dead', lease_token = NULL, due_at = NULL, "
+            "error_kind = ?, error_reason = ?, updated_at = ?",
+            (kind, reason, now),
+        )
+
+    def release(self, item: OutboxItem, now: float) -> bool:
+        """Return an item unrun: pending, due at once, its attempt uncounted."""
+        return self._finish(
+            item,
+            "UPDATE outbox_items SET state = 'pending', lease_token = NULL, due_at = next_run_at, "
+            "attempts = MAX(attempts - 1, 0), updated_at = ?",
+            (now,),
+        )
+
+    def requeue(self, item_ids: Sequence[str] | None, now: float) -> int:
+        """Make dead items pending and due now, with zero attempts."""
+        sql = (
+            "UPDATE outbox_items SET state = 'pending', attempts = 0, next_run_at = ?, "
+            "due_at = ?, updated_at = ? WHERE state = 'dead'"
+        )
+        with self._write() as conn:
+            if item_ids is None:
+                return conn.execute(sql, (now, now, now)).rowcount
+            total = 0
+            for item_id in item_ids:
+                total += conn.execute(sql + " AND item_id = ?", (now, now, now, item_id)).rowcount
+            return total
+
+    def purge(self, state: ItemState, older_than: float | None, now: float) -> int:
+        """Delete done or dead items last changed before ``now - older_than``."""
+        if state not in (ItemState.DONE, ItemState.DEAD):
+            raise ValueError(f"only done or dead items can be purged, not {state.value}")
+        cutoff = now - older_than if older_than is not None else float("inf")
+        with self._write() as conn:
+            return conn.execute(
+                "DELETE FROM outbox_items WHERE state = ? AND updated_at <= ?",
+                (state.value, cutoff),
+            ).rowcount
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def stats(self) -> OutboxStats:
+        """Count items per state."""
+        conn = self._conn()
+        counts = dict(
+            conn.execute("SELECT state, COUNT(*) FROM outbox_items GROUP BY state").fetchall()
+        )
+        oldest = conn.execute(
+            "SELECT MIN(created_at) FROM outbox_items WHERE state = 'pending'"
+        ).fetchone()[0]
+        return OutboxStats(
+            pending=counts.get("pending", 0),
+            leased=counts.get("leased", 0),
+            dead=counts.get("dead", 0),
+            done=counts.get("done", 0),
+            oldest_pending_at=oldest,
+        )
+
+    def items(self, state: ItemState, limit: int) -> list[OutboxItem]:
+        """Return up to ``limit`` items in one state, oldest first."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT " + _COLUMNS + " FROM outbox_items WHERE state = ? "  # noqa: S608
+                "ORDER BY created_at LIMIT ?",
+                (state.value, limit),
+            )
+            .fetchall()
+        )
+        return [_row_to_item(r) for r in rows]
+
+    def __repr__(self) -> str:
+        return f"SQLiteBackend(path={self.path!r})"
