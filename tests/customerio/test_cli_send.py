@@ -1,0 +1,259 @@
+"""Tests of ``resilio-customerio send``: the JSONL format, the report, the journal and resuming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import customerio
+import pytest
+
+from resilio_customerio import cli
+from resilio_customerio._journal import Journal, JournalMismatchError, digest
+from resilio_customerio._jsonl import InvalidLineError, parse_line
+from resilio_customerio._progress import ranges, render_report
+from resilio_customerio._send import SendOptions, send_file
+from resilio_customerio.testing import Simulator
+
+EID_A = "01J0000000000000000000000A"
+EID_B = "01J0000000000000000000000B"
+
+
+def write_lines(path: Path, lines: list[Any]) -> Path:
+    path.write_text(
+        "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines),
+        encoding="utf-8",
+    )
+    return path
+
+
+MIXED = [
+    {"op": "identify", "id": "1", "attributes": {"plan": "pro"}},  # 1
+    {"op": "track", "id": "1", "name": "purchase", "data": {"seq": 2}},  # 2
+    "{not json",  # 3
+    {"op": "track", "id": "1", "name": "huge", "data": {"x": "y" * 100_001}},  # 4
+    {"op": "track", "id": "2", "name": "a", "event_id": EID_A, "data": {"seq": 5}},  # 5
+    "",  # 6 (blank: ignored)
+    {"op": "track", "id": "2", "name": "b", "event_id": EID_A, "data": {"seq": 7}},  # 7
+    {"op": "teleport", "id": "3"},  # 8
+    {"op": "track", "id": "3", "name": "n" * 101},  # 9
+    {"op": "track_anonymous", "anonymous_id": "anon-1", "name": "visit"},  # 10
+    {"op": "identify", "attributes": {}},  # 11
+    [1, 2],  # 12
+    {"op": "track", "id": "3", "name": "ok", "event_id": EID_B, "data": {"seq": 13}},  # 13
+]
+
+
+@pytest.fixture
+def sim(cio_simulator: Simulator) -> Simulator:
+    return cio_simulator
+
+
+@pytest.fixture
+def bare(sim: Simulator) -> customerio.CustomerIO:
+    return customerio.CustomerIO(**sim.client_kwargs(), retries=0)
+
+
+def run(path: Path, client: Any, **options: Any) -> Any:
+    with Journal(path.with_name(path.name + ".journal")) as journal:
+        return send_file(path, client, journal, SendOptions(**options))
+
+
+class TestFormat:
+    def test_every_operation_builds_the_client_call(self) -> None:
+        """Each op becomes the documented client method with its arguments."""
+        line = parse_line(b'{"op":"add_device","id":7,"device_id":"d","platform":"ios"}', 1)
+        assert line is not None
+        assert line.call() == ("add_device", ("7", "d", "ios"), {})
+        merge = parse_line(
+            b'{"op":"merge_customers","primary":{"id":"1"},"secondary":{"email":"a@b.c"}}', 2
+        )
+        assert merge is not None
+        assert merge.call() == ("merge_customers", ("id", "1", "email", "a@b.c"), {})
+        send = parse_line(b'{"op":"send_email","message":{"transactional_message_id":1}}', 3)
+        assert send is not None
+        assert send.call() == ("send_email", ({"transactional_message_id": 1},), {})
+        assert not send.spec.idempotent
+
+    def test_timestamps_accept_iso_with_zone_and_refuse_naive(self) -> None:
+        """ISO 8601 timestamps become epoch seconds; a naive one is invalid."""
+        line = parse_line(
+            b'{"op":"backfill","id":"1","name":"x","timestamp":"2024-01-01T00:00:00Z"}', 1
+        )
+        assert line is not None
+        assert line.fields["timestamp"] == 1704067200
+        with pytest.raises(InvalidLineError, match="time zone"):
+            parse_line(b'{"op":"backfill","id":"1","name":"x","timestamp":"2024-01-01"}', 1)
+
+    def test_unknown_fields_are_named_but_values_are_never_quoted(self) -> None:
+        """A typo'd field is reported by name; the payload's values do not appear."""
+        with pytest.raises(InvalidLineError) as info:
+            parse_line(b'{"op":"track","id":"secret-person","name":"x","dta":{"ssn":"123"}}', 1)
+        assert "dta" in str(info.value)
+        assert "secret-person" not in str(info.value)
+        assert "123" not in str(info.value)
+
+    def test_v2_forms_of_batchable_operations(self) -> None:
+        """Lines with a v2 form become person operations carrying their ULID."""
+        line = parse_line(b'{"op":"track","id":"1","name":"x","data":{"a":1}}', 1)
+        assert line is not None
+        assert line.v2(EID_A) == {
+            "type": "person",
+            "action": "event",
+            "identifiers": {"id": "1"},
+            "name": "x",
+            "attributes": {"a": 1},
+            "id": EID_A,
+        }
+        send = parse_line(b'{"op":"send_sms","message":{}}', 2)
+        assert send is not None
+        assert send.v2(None) is None
+
+    def test_ranges_compacts_line_numbers(self) -> None:
+        """Consecutive line numbers are shown as ranges."""
+        assert ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10"
+
+
+class TestReport:
+    def test_mixed_file_gives_the_exact_report_and_events(
+        self, tmp_path: Path, sim: Simulator, bare: customerio.CustomerIO
+    ) -> None:
+        """Good, malformed, oversize and duplicate lines give exact counts and line numbers."""
+        path = write_lines(tmp_path / "in.jsonl", MIXED)
+        report = run(path, bare, concurrency=1)
+        assert report.lines == 12
+        assert report.counts == {"sent": 5, "invalid": 6, "deduplicated": 1}
+        assert report.lines_with("invalid") == [3, 4, 8, 9, 11, 12]
+        assert report.lines_with("deduplicated") == [7]
+        details = {n: d for n, _, d in report.details}
+        assert "100000-byte" in details[4]
+        assert "100-byte" in details[9]
+        assert details[7] == "same event_id as line 5"
+        assert details[8].startswith('unknown op "teleport"')
+        assert "missing field(s): id" in details[11]
+        assert sim.customer("1") == {"plan": "pro"}
+        assert [e["data"]["seq"] for e in sim.events("1")] == [2]
+        assert [(e["id"], e["data"]["seq"]) for e in sim.events("2")] == [(EID_A, 5)]
+        assert [e["id"] for e in sim.events("3")] == [EID_B]
+        assert [e["name"] for e in sim.anonymous_events()] == ["visit"]
+        assert sim.stats()["requests"] == 5
+        text = "\n".join(render_report(report, "in.jsonl"))
+        assert "line 4: data is larger than the 100000-byte event data limit" in text
+        assert "rejected as invalid" in text
+
+    def test_rerun_of_a_finished_file_sends_nothing(
+        self, tmp_path: Path, sim: Simulator, bare: customerio.CustomerIO
+    ) -> None:
+        """A second run over a finished journal makes no request and gives the same report."""
+        path = write_lines(tmp_path / "in.jsonl", MIXED)
+        first = run(path, bare)
+        second = run(path, bare)
+        assert second.counts == first.counts
+        assert second.sent_this_run == 0
+        assert sim.stats()["requests"] == 5
+
+    def test_in_flight_lines_are_resent_with_their_ulid(
+        self, tmp_path: Path, sim: Simulator, bare: customerio.CustomerIO
+    ) -> None:
+        """A line pending in the journal (a crash mid-send) is resent with the same ULID."""
+        path = write_lines(tmp_path / "in.jsonl", [{"op": "track", "id": "9", "name": "x"}])
+        raw = path.read_bytes().rstrip(b"\n")
+        ulid = "01J00000000000000000000009"
+        bare.track("9", "x", id=ulid)  # the request that got through before the crash
+        with Journal(path.with_name("in.jsonl.journal")) as journal:
+            journal.record(1, digest(raw), "pending", [ulid])
+        report = run(path, bare)
+        assert report.counts == {"sent": 1}
+        assert [e["id"] for e in sim.events("9")] == [ulid]
+        assert sim.stats()["duplicates"] == 1
+
+    def test_in_flight_transactional_send_is_not_repeated(
+        self, tmp_path: Path, sim: Simulator, bare: customerio.CustomerIO
+    ) -> None:
+        """A send_* line in flight at a crash becomes 'outcome unknown' and is not resent."""
+        message = {"transactional_message_id": 1, "identifiers": {"id": "1"}}
+        path = write_lines(tmp_path / "in.jsonl", [{"op": "send_email", "message": message}])
+        with Journal(path.with_name("in.jsonl.journal")) as journal:
+            journal.record(1, digest(path.read_bytes().rstrip(b"\n")), "pending")
+        report = run(path, bare)
+        assert report.counts == {"unknown": 1}
+        assert sim.stats()["requests"] == 0
+
+    def test_a_changed_input_is_refused(self, tmp_path: Path, bare: customerio.CustomerIO) -> None:
+        """Resuming over an input whose lines changed raises JournalMismatchError."""
+        path = write_lines(tmp_path / "in.jsonl", [{"op": "identify", "id": "1"}])
+        run(path, bare)
+        write_lines(path, [{"op": "identify", "id": "2"}])
+        with pytest.raises(JournalMismatchError, match="line 1"):
+            run(path, bare)
+
+
+class TestBatch:
+    def test_batch_mode_groups_lines_into_v2_requests(
+        self, tmp_path: Path, sim: Simulator, bare: customerio.CustomerIO
+    ) -> None:
+        """With batch=4, ten event lines take three requests and arrive once each."""
+        lines = [{"op": "track", "id": "b", "name": "e", "data": {"seq": i}} for i in range(10)]
+        path = write_lines(tmp_path / "in.jsonl", lines)
+        report = run(path, bare, batch=4, concurrency=2)
+        assert report.counts == {"sent": 10}
+        assert sorted(e["data"]["seq"] for e in sim.events("b")) == list(range(10))
+        assert sim.stats()["requests"] == 3
+        assert all(r.endpoint == "batch" for r in sim.requests)
+
+    def test_items_rejected_in_a_207_are_dead_lettered(
+        self, tmp_path: Path, sim: Simulator, bare: customerio.CustomerIO
+    ) -> None:
+        """A v2 operation the server refuses is reported on its own line; the rest are sent."""
+        lines: list[Any] = [
+            {"op": "track", "id": "b", "name": "ok"},
+            {"op": "add_device", "id": "b", "device_id": "d", "platform": "ios"},
+            {"op": "track", "id": "b", "name": "ok2"},
+        ]
+        path = write_lines(tmp_path / "in.jsonl", lines)
+        sim.faults.add(
+            "batch",
+            status=207,
+            body=json.dumps(
+                {"errors": [{"batch_index": 1, "reason": "invalid", "field": "device"}]}
+            ),
+        )
+        report = run(path, bare, batch=10)
+        assert report.counts == {"sent": 2, "dead": 1}
+        assert report.details == [(2, "dead", "rejected by Customer.io: invalid device")]
+
+
+class TestCommandLine:
+    def test_help_lists_every_command(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--help names send, demo, simulate and outbox and exits 0."""
+        with pytest.raises(SystemExit) as info:
+            cli.main(["--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        for command in ("send", "demo", "simulate", "outbox"):
+            assert command in out
+
+    def test_missing_credentials_is_a_clear_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without a site id and key, send exits 2 with a one-line error, no traceback."""
+        for name in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        path = write_lines(tmp_path / "in.jsonl", [{"op": "identify", "id": "1"}])
+        assert cli.main(["send", str(path)]) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert "missing Customer.io credentials" in err
+        assert "Traceback" not in err
+
+    def test_missing_file_is_a_clear_error(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A file that does not exist exits 2 naming it."""
+        code = cli.main(["send", "/nonexistent/x.jsonl", "--site-id", "s", "--api-key", "k"])
+        assert code == cli.EXIT_USAGE
+        assert "no such file: /nonexistent/x.jsonl" in capsys.readouterr().err
+
+    def test_secrets_are_masked(self) -> None:
+        """Only the last four characters of a long secret are ever shown."""
+        assert cli.mask("abcdefghijklmnop") == "****mnop"
+        assert cli.mask("short") == "****"
+        assert cli.mask(None) == "(not set)"
