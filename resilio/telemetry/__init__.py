@@ -1,13 +1,25 @@
-"""Tracing, metrics, logs and health for pipelines."""
+"""Tracing, metrics, logs and health for pipelines.
+
+Every pipeline built with ``telemetry=True`` (the default) is instrumented: its executions are
+traced with OpenTelemetry, counted and timed in OpenTelemetry metrics, its policy events logged
+with structlog, and its latencies and last success/failure kept for :func:`resilio.health`.
+Only ``opentelemetry-api`` is used; with no SDK set up, all of it costs a few module-global reads.
+
+Switch parts off for one pipeline with ``Pipeline(telemetry=False)`` (everything), or for the
+whole process with :func:`configure`.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from resilio.telemetry._settings import SWITCHES
+
 if TYPE_CHECKING:
     from resilio._pipeline import Pipeline
+    from resilio.telemetry.otel import Instrumentation
 
-__all__ = ["instrument"]
+__all__ = ["configure", "instrument", "settings"]
 
 
 def instrument(
@@ -16,6 +28,70 @@ def instrument(
     tracer_provider: Any = None,
     meter_provider: Any = None,
     trace_attempts: bool = False,
-) -> Any:
-    """Return the instrumentation for a pipeline, or ``None`` when there is nothing to do."""
-    return None
+) -> Instrumentation:
+    """Return the instrumentation of a pipeline being built (called by :class:`resilio.Pipeline`).
+
+    Args:
+        pipeline: The pipeline; its ``name``, ``policies`` and ``clock`` are already set.
+        tracer_provider: Tracer provider to use; ``None`` means the global one, looked up on every
+            execution so a provider set after the pipeline was built is used.
+        meter_provider: Meter provider to use; ``None`` means the global one, looked up likewise.
+        trace_attempts: Make each attempt a child span of the execution's span.
+
+    Returns:
+        The object whose ``listeners``, ``wrap_layer`` and ``wrap_runners`` the pipeline uses.
+    """
+    from resilio.telemetry.health import register_pipeline
+    from resilio.telemetry.otel import Instrumentation
+
+    instrumentation = Instrumentation(
+        pipeline,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        trace_attempts=trace_attempts,
+    )
+    register_pipeline(pipeline, instrumentation.stats)
+    return instrumentation
+
+
+def configure(
+    *,
+    tracing: bool | None = None,
+    metrics: bool | None = None,
+    logging: bool | None = None,
+    health: bool | None = None,
+) -> dict[str, bool]:
+    """Switch kinds of telemetry on or off for every pipeline of the process, at once.
+
+    Arguments left to ``None`` keep their current value. Switches are read on every execution,
+    so they apply to pipelines already built.
+
+    Args:
+        tracing: Spans and span events.
+        metrics: Counters, gauges and duration histograms.
+        logging: structlog logs of policy events.
+        health: The latency ring and last success/failure times behind health reports.
+
+    Returns:
+        The switches as they were before the call (pass them back as keywords to restore).
+    """
+    before = settings()
+    if tracing is not None:
+        SWITCHES.tracing = bool(tracing)
+    if metrics is not None:
+        SWITCHES.metrics = bool(metrics)
+    if logging is not None:
+        SWITCHES.logging = bool(logging)
+    if health is not None:
+        SWITCHES.health = bool(health)
+    return before
+
+
+def settings() -> dict[str, bool]:
+    """Return the current switches (``tracing``, ``metrics``, ``logging``, ``health``)."""
+    return {
+        "tracing": SWITCHES.tracing,
+        "metrics": SWITCHES.metrics,
+        "logging": SWITCHES.logging,
+        "health": SWITCHES.health,
+    }

@@ -1,0 +1,357 @@
+"""Health reports: is each pipeline's dependency usable right now?
+
+:func:`health` looks at pipelines (all live instrumented ones, a registry, or a list) and returns a
+:class:`HealthReport`:
+
+* **unhealthy** when a circuit breaker is open or an active probe failed;
+* **degraded** when a breaker is half-open or an outbox has grown at each of the last three reports;
+* **healthy** otherwise.
+
+Per pipeline it gives breaker states, the time of the last success and the last failure, latency
+percentiles over the last :data:`~resilio.telemetry.metrics.RING_SIZE` executions, bulkhead and
+rate-limiter saturation; plus outbox depths and probe results. Policy state is read from the
+policies' public attributes (``state``, ``in_use``, ``queued``, ...) when they have them.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from attrs import field, frozen
+
+from resilio.events import error_type_name
+from resilio.telemetry.metrics import PipelineStats, outbox_depths, state_name
+
+if TYPE_CHECKING:
+    from resilio._pipeline import Pipeline
+    from resilio.policies._base import Policy
+
+__all__ = [
+    "HealthReport",
+    "PipelineHealth",
+    "PolicyHealth",
+    "health",
+    "register_pipeline",
+    "register_probe",
+    "unregister_probe",
+]
+
+HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+_RANK = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
+
+_pipelines: weakref.WeakKeyDictionary[Pipeline, PipelineStats] = weakref.WeakKeyDictionary()
+_probes: dict[str, Callable[[], object]] = {}
+_outbox_history: dict[str, deque[int]] = {}
+_lock = threading.Lock()
+
+
+def register_pipeline(pipeline: Pipeline, stats: PipelineStats) -> None:
+    """Make an instrumented pipeline known to :func:`health` (for as long as it lives)."""
+    with _lock:
+        _pipelines[pipeline] = stats
+
+
+def register_probe(operation: str, probe: Callable[[], object]) -> None:
+    """Register a cheap active check for an operation, run by ``health(probe=True)``.
+
+    Args:
+        operation: The operation's name (``"customerio.track"``).
+        probe: A synchronous callable; it passes unless it raises or returns ``False``. It must be
+            cheap and bound its own time (a short request timeout, say).
+    """
+    with _lock:
+        _probes[operation] = probe
+
+
+def unregister_probe(operation: str) -> None:
+    """Remove a probe registered with :func:`register_probe` (no error if unknown)."""
+    with _lock:
+        _probes.pop(operation, None)
+
+
+def _worst(statuses: Iterable[str]) -> str:
+    return max(statuses, key=_RANK.__getitem__, default=HEALTHY)
+
+
+@frozen(kw_only=True)
+class PolicyHealth:
+    """State of one policy of a pipeline.
+
+    Attributes:
+        name: The policy's name.
+        kind: The policy's kind (``"circuit_breaker"``, ``"bulkhead"``, ...).
+        state: A breaker's state (``"closed"``, ``"half_open"``, ``"open"``), else ``None``.
+        saturation: For bulkheads and rate limiters, how full they are (0.0 to 1.0), if known.
+        details: Other public figures of the policy (in use, queued, available, ...).
+    """
+
+    name: str
+    kind: str
+    state: str | None = None
+    saturation: float | None = None
+    details: Mapping[str, float | int | str | bool] = field(factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the policy's state as JSON-ready values."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "state": self.state,
+            "saturation": self.saturation,
+            **dict(self.details),
+        }
+
+
+@frozen(kw_only=True)
+class PipelineHealth:
+    """Health of one pipeline.
+
+    Attributes:
+        name: The pipeline's name.
+        status: ``"healthy"``, ``"degraded"`` or ``"unhealthy"``.
+        last_success: Wall-clock time (epoch seconds) of the last real success, if any.
+        last_failure: Wall-clock time of the last failure, rejection or fallback, if any.
+        latency: ``p50``, ``p95``, ``p99`` (seconds) and ``count`` of recent executions.
+        policies: The state of each policy that has one to report.
+    """
+
+    name: str
+    status: str
+    last_success: float | None = None
+    last_failure: float | None = None
+    latency: Mapping[str, float] = field(factory=dict)
+    policies: tuple[PolicyHealth, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the pipeline's health as JSON-ready values."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "last_success": self.last_success,
+            "last_failure": self.last_failure,
+            "latency": dict(self.latency),
+            "policies": [p.to_dict() for p in self.policies],
+        }
+
+
+@frozen(kw_only=True)
+class HealthReport:
+    """The health of a set of pipelines, their outboxes and probes.
+
+    Attributes:
+        status: ``"healthy"``, ``"degraded"`` or ``"unhealthy"`` (the worst of all parts).
+        checked_at: Wall-clock time the report was made (epoch seconds).
+        pipelines: One entry per pipeline.
+        outboxes: Per outbox name: ``depth`` (``None`` if it could not be read) and ``growing``.
+        probes: Per operation: ``ok``, ``error_type`` (class name only) and ``duration``.
+    """
+
+    status: str
+    checked_at: float
+    pipelines: tuple[PipelineHealth, ...] = ()
+    outboxes: Mapping[str, Mapping[str, Any]] = field(factory=dict)
+    probes: Mapping[str, Mapping[str, Any]] = field(factory=dict)
+
+    @property
+    def http_status(self) -> int:
+        """200 when healthy or degraded, 503 when unhealthy."""
+        return 503 if self.status == UNHEALTHY else 200
+
+    def pipeline(self, name: str) -> PipelineHealth:
+        """Return one pipeline's entry by name.
+
+        Raises:
+            KeyError: If no pipeline of that name is in the report.
+        """
+        for entry in self.pipelines:
+            if entry.name == name:
+                return entry
+        raise KeyError(f"no pipeline named {name!r} in this health report")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready values."""
+        return {
+            "status": self.status,
+            "checked_at": self.checked_at,
+            "pipelines": [p.to_dict() for p in self.pipelines],
+            "outboxes": {k: dict(v) for k, v in self.outboxes.items()},
+            "probes": {k: dict(v) for k, v in self.probes.items()},
+        }
+
+
+# -- building a report ---------------------------------------------------------------------------
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    values.sort()
+    n = len(values)
+
+    def rank(q: float) -> float:
+        return values[min(n - 1, max(0, -(-int(q * n * 1000) // 1000) - 1))]
+
+    return {"p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99), "count": float(n)}
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+def _option(policy: Policy, *names: str) -> float | int | None:
+    options = getattr(policy, "options", None)
+    for name in names:
+        for owner in (policy, options):
+            value = _number(getattr(owner, name, None)) if owner is not None else None
+            if value is not None:
+                return value
+    return None
+
+
+def _policy_health(policy: Policy) -> PolicyHealth | None:
+    kind = policy.kind
+    details: dict[str, float | int | str | bool] = {}
+    if kind == "circuit_breaker":
+        return PolicyHealth(name=policy.name, kind=kind, state=state_name(policy) or "unknown")
+    if kind == "bulkhead":
+        in_use, queued = (
+            _number(getattr(policy, "in_use", None)),
+            _number(getattr(policy, "queued", None)),
+        )
+        capacity = _option(policy, "max_concurrent", "capacity", "limit")
+        saturation = None
+        if in_use is not None:
+            details["in_use"] = in_use
+            if capacity:
+                details["capacity"] = capacity
+                saturation = min(1.0, in_use / capacity)
+        if queued is not None:
+            details["queued"] = queued
+        return PolicyHealth(name=policy.name, kind=kind, saturation=saturation, details=details)
+    if kind == "rate_limiter":
+        available = _number(getattr(policy, "available", None))
+        capacity = _option(policy, "burst", "capacity", "limit")
+        saturation = None
+        if available is not None:
+            details["available"] = available
+            if capacity:
+                saturation = max(0.0, min(1.0, 1.0 - available / capacity))
+        waiting = _number(getattr(policy, "waiting", None))
+        if waiting is not None:
+            details["waiting"] = waiting
+        return PolicyHealth(name=policy.name, kind=kind, saturation=saturation, details=details)
+    return None
+
+
+def _wall(stats: PipelineStats, mono: float | None) -> float | None:
+    if mono is None:
+        return None
+    clock = stats.clock
+    return clock.time() - (clock.monotonic() - mono)
+
+
+def _pipeline_health(pipeline: Any, stats: PipelineStats | None) -> PipelineHealth:
+    policies = tuple(
+        p for p in (_policy_health(policy) for policy in getattr(pipeline, "policies", ())) if p
+    )
+    statuses = [
+        UNHEALTHY if p.state == "open" else DEGRADED if p.state == "half_open" else HEALTHY
+        for p in policies
+    ]
+    latency: dict[str, float] = {}
+    last_success = last_failure = None
+    if stats is not None:
+        latency = _percentiles(list(stats.latencies.copy()))
+        last_success = _wall(stats, stats.last_success)
+        last_failure = _wall(stats, stats.last_failure)
+    return PipelineHealth(
+        name=str(getattr(pipeline, "name", "pipeline")),
+        status=_worst(statuses),
+        last_success=last_success,
+        last_failure=last_failure,
+        latency=latency,
+        policies=policies,
+    )
+
+
+def _resolve(source: Any) -> list[Any]:
+    if source is None:
+        with _lock:
+            return list(_pipelines.keys())
+    if hasattr(source, "execute") and hasattr(source, "policies"):
+        return [source]
+    pipelines = getattr(source, "pipelines", None)
+    if pipelines is not None and not callable(pipelines):
+        source = pipelines
+    elif callable(pipelines):
+        source = pipelines()
+    if isinstance(source, Mapping):
+        return list(source.values())
+    return list(source)
+
+
+def _outboxes() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, depth in outbox_depths().items():
+        with _lock:
+            history = _outbox_history.setdefault(name, deque(maxlen=3))
+            if depth is not None:
+                history.append(depth)
+            seen = list(history)
+        growing = len(seen) == 3 and seen[0] < seen[1] < seen[2]
+        out[name] = {"depth": depth, "growing": growing}
+    return out
+
+
+def _run_probes(clock: Callable[[], float]) -> dict[str, dict[str, Any]]:
+    with _lock:
+        probes = list(_probes.items())
+    out: dict[str, dict[str, Any]] = {}
+    for operation, probe in probes:
+        t0 = clock()
+        error_type = None
+        try:
+            ok = probe() is not False
+        except Exception as exc:
+            ok, error_type = False, error_type_name(exc)
+        out[operation] = {"ok": ok, "error_type": error_type, "duration": clock() - t0}
+    return out
+
+
+def health(source: Any = None, *, probe: bool = False) -> HealthReport:
+    """Report the health of pipelines, outboxes and (optionally) probes.
+
+    Args:
+        source: What to report on: ``None`` for every live instrumented pipeline, one pipeline,
+            a list of pipelines, a mapping of names to pipelines, or a registry with a
+            ``pipelines`` attribute (a mapping or list, or a method returning one).
+        probe: Also run the probes registered with :func:`register_probe`.
+
+    Returns:
+        The report; ``report.http_status`` is 503 when it is unhealthy, else 200.
+    """
+    import time
+
+    with _lock:
+        known = dict(_pipelines.items())
+    entries = tuple(
+        _pipeline_health(pipeline, known.get(pipeline)) for pipeline in _resolve(source)
+    )
+    outboxes = _outboxes()
+    probes = _run_probes(time.monotonic) if probe else {}
+    statuses = [entry.status for entry in entries]
+    statuses.extend(DEGRADED for o in outboxes.values() if o["growing"])
+    statuses.extend(UNHEALTHY for p in probes.values() if not p["ok"])
+    return HealthReport(
+        status=_worst(statuses),
+        checked_at=time.time(),
+        pipelines=entries,
+        outboxes=outboxes,
+        probes=probes,
+    )
