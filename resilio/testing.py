@@ -7,8 +7,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
+from typing import TypeVar
 
 from resilio.events import Event
+
+E = TypeVar("E", bound=Event)
 
 __all__ = ["EventRecorder", "FakeClock", "capture_events", "is_testing", "set_testing"]
 
@@ -88,7 +91,7 @@ class EventRecorder:
         """Return the dotted names of the recorded events, in order."""
         return [e.name for e in self.events]
 
-    def of(self, kind: type[Event]) -> list[Event]:
+    def of(self, kind: type[E]) -> list[E]:
         """Return the recorded events of one class."""
         return [e for e in self.events if isinstance(e, kind)]
 
