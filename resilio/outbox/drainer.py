@@ -1,0 +1,470 @@
+"""The drainer: replays outbox items through their operation's handler and pipeline.
+
+Each item is leased before it runs, so drainers in several threads or processes share one
+outbox without running an item twice at the same time; a drainer that dies loses nothing, since
+its leases expire and another drainer takes the items. What happens after a replay is decided by
+:func:`decide`, which does no I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import signal
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from attrs import define, frozen
+
+from resilio._clock import SYSTEM_CLOCK, Clock
+from resilio._context import Context
+from resilio._outcome import Failure
+from resilio.classify import Classification, ErrorKind, default_classifier
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from resilio.classify import Classifier
+    from resilio.outbox._model import OutboxItem
+    from resilio.outbox._outbox import Outbox
+
+__all__ = ["Decision", "DrainReport", "Drainer", "decide", "exponential_backoff"]
+
+REPLAY_ATTRIBUTE = "resilio.outbox.replay"
+"""Context attribute set to ``True`` while an item is replayed (a fallback must not re-enqueue)."""
+
+
+def exponential_backoff(attempt: int, *, base: float = 1.0, cap: float = 600.0) -> float:
+    """Return the default delay before replaying an item again: 1 s, 2 s, 4 s ... up to 10 min."""
+    return float(min(cap, base * 2 ** max(attempt - 1, 0)))
+
+
+@frozen
+class Decision:
+    """What to do with an item after a failed replay.
+
+    Attributes:
+        action: ``"retry"`` or ``"dead"``.
+        next_run_at: For ``"retry"``, when to run it again.
+        reason: The reason to record.
+    """
+
+    action: str
+    next_run_at: float | None
+    reason: str | None
+
+
+def decide(
+    item: OutboxItem,
+    classification: Classification,
+    now: float,
+    *,
+    max_attempts: int | None,
+    max_age: float | None,
+    backoff: Callable[[int], float],
+) -> Decision:
+    """Decide the fate of an item whose replay failed (pure function).
+
+    PERMANENT failures are dead at once; other failures are retried after the backoff (at least
+    the service's ``retry_after``) unless the item has used its attempts or would run after its
+    maximum age.
+    """
+    reason = classification.reason
+    if classification.kind is ErrorKind.PERMANENT:
+        return Decision("dead", None, reason)
+    if max_attempts is not None and item.attempts >= max_attempts:
+        return Decision("dead", None, "attempts exhausted" + (f": {reason}" if reason else ""))
+    delay = max(backoff(item.attempts), classification.retry_after or 0.0)
+    next_run_at = now + delay
+    if max_age is not None and next_run_at - item.created_at > max_age:
+        return Decision("dead", None, "max age exceeded" + (f": {reason}" if reason else ""))
+    return Decision("retry", next_run_at, reason)
+
+
+@define
+class DrainReport:
+    """What one :meth:`Drainer.drain_once` did.
+
+    Attributes:
+        delivered: Items whose handler succeeded.
+        retried: Items rescheduled after a failure.
+        dead: Items dead-lettered.
+        released: Items given back unrun (shutdown).
+        lost: Items whose lease had passed to another drainer before the result was recorded.
+    """
+
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    released: int = 0
+    lost: int = 0
+
+    @property
+    def processed(self) -> int:
+        """Items that were run (delivered, retried or dead)."""
+        return self.delivered + self.retried + self.dead
+
+
+class _GraceExpired(BaseException):
+    """Raised in the draining thread when the shutdown grace period is over."""
+
+
+class Drainer:
+    """Replays an outbox's items through ``registry``'s operations.
+
+    Args:
+        outbox: The outbox to drain.
+        registry: Anything with ``operation(name)`` (returning an object with ``handler``,
+            ``idempotent`` and ``pipeline``, a pipeline name or ``None``) and ``pipeline(name)``.
+        clock: Source of time (wall clock for item times, monotonic for lease renewal).
+        lease: Seconds an item stays leased; longer than any handler call should take. Leases of
+            a batch are renewed while it is worked through.
+        max_attempts: Attempts after which a failing item is dead (``None``: no limit).
+        max_age: Seconds after enqueueing after which a failing item is dead (``None``: no limit).
+        backoff: ``attempt -> seconds`` before the next replay (default 1, 2, 4 ... 600 s).
+        batch: How many items to lease at a time.
+        classifier: Classifies replay failures before the pipeline's classifiers do.
+        keep_done: Seconds to keep delivered items before :meth:`run` purges them
+            (``None``: keep them).
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        registry: Any,
+        *,
+        clock: Clock | None = None,
+        lease: float = 30.0,
+        max_attempts: int | None = 20,
+        max_age: float | None = 7 * 24 * 3600.0,
+        backoff: Callable[[int], float] | None = None,
+        batch: int = 20,
+        classifier: Classifier | None = None,
+        keep_done: float | None = 3600.0,
+    ) -> None:
+        if lease <= 0:
+            raise ValueError(f"lease must be > 0 seconds, got {lease!r}")
+        if max_attempts is not None and max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1 or None, got {max_attempts!r}")
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch!r}")
+        self.outbox = outbox
+        self.registry = registry
+        self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
+        self.lease = float(lease)
+        self.max_attempts = max_attempts
+        self.max_age = max_age
+        self.backoff: Callable[[int], float] = backoff or exponential_backoff
+        self.batch = batch
+        self.classifier = classifier
+        self.keep_done = keep_done
+        self._stop = threading.Event()
+        self._grace = 10.0
+        self._busy = False
+        self._previous_handlers: dict[int, Any] = {}
+        self._external: threading.Event | None = None
+
+    # -- one item ----------------------------------------------------------------------------
+
+    def _resolve(self, item: OutboxItem) -> tuple[Any, Any, Context]:
+        op = self.registry.operation(item.operation)
+        pipeline_name = getattr(op, "pipeline", None)
+        pipeline = self.registry.pipeline(pipeline_name) if pipeline_name else None
+        ctx = Context(
+            operation=item.operation,
+            idempotency_key=item.idempotency_key,
+            idempotent=getattr(op, "idempotent", None),
+            attributes={REPLAY_ATTRIBUTE: True},
+            payload=item.payload,
+        )
+        return op, pipeline, ctx
+
+    def _classify(self, pipeline: Any, error: BaseException, ctx: Context) -> Classification:
+        if self.classifier is not None:
+            c = self.classifier(error, ctx)
+            if c is not None:
+                return c
+        env = getattr(pipeline, "_env", None)
+        if env is not None and hasattr(env, "classify"):
+            result: Classification = env.classify(Failure(error), ctx)
+            return result
+        return default_classifier(error, ctx)
+
+    def _record(
+        self,
+        item: OutboxItem,
+        error: BaseException | None,
+        c: Classification | None,
+        report: DrainReport,
+    ) -> None:
+        backend = self.outbox.backend
+        now = self.clock.time()
+        if error is None:
+            if backend.complete(item, now):
+                report.delivered += 1
+            else:
+                report.lost += 1
+            return
+        assert c is not None
+        d = decide(
+            item,
+            c,
+            now,
+            max_attempts=self.max_attempts,
+            max_age=self.max_age,
+            backoff=self.backoff,
+        )
+        if d.action == "dead":
+            ok = backend.bury(item, now, c.kind.value, d.reason)
+            report.dead += ok
+        else:
+            assert d.next_run_at is not None
+            ok = backend.reschedule(item, now, d.next_run_at, c.kind.value, d.reason)
+            report.retried += ok
+        report.lost += not ok
+
+    def _expired(self, item: OutboxItem) -> bool:
+        return self.max_age is not None and self.clock.time() - item.created_at > self.max_age
+
+    def _run_item(self, item: OutboxItem, report: DrainReport) -> None:
+        if self._expired(item):
+            report.dead += self.outbox.backend.bury(
+                item,
+                self.clock.time(),
+                item.error_kind or ErrorKind.TRANSIENT.value,
+                "max age exceeded",
+            )
+            return
+        try:
+            op, pipeline, ctx = self._resolve(item)
+        except LookupError:
+            c = Classification(kind=ErrorKind.PERMANENT, reason="unknown operation")
+            self._record(item, LookupError(), c, report)
+            return
+        try:
+            if pipeline is None:
+                result = op.handler(item.payload)
+                if inspect.isawaitable(result):
+                    result = asyncio.run(_await(result))
+            elif inspect.iscoroutinefunction(op.handler):
+                asyncio.run(pipeline.execute_async(op.handler, item.payload, context=ctx))
+            else:
+                pipeline.execute(op.handler, item.payload, context=ctx)
+        except Exception as exc:
+            self._record(item, exc, self._classify(pipeline, exc, ctx), report)
+            return
+        except BaseException:
+            self.outbox.backend.release(item, self.clock.time())
+            raise
+        self._record(item, None, None, report)
+
+    async def _run_item_async(self, item: OutboxItem, report: DrainReport) -> None:
+        backend = self.outbox.backend
+        if self._expired(item):
+            report.dead += await asyncio.to_thread(
+                backend.bury,
+                item,
+                self.clock.time(),
+                item.error_kind or ErrorKind.TRANSIENT.value,
+                "max age exceeded",
+            )
+            return
+        try:
+            op, pipeline, ctx = self._resolve(item)
+        except LookupError:
+            c = Classification(kind=ErrorKind.PERMANENT, reason="unknown operation")
+            await asyncio.to_thread(self._record, item, LookupError(), c, report)
+            return
+        try:
+            if pipeline is None:
+                result = op.handler(item.payload)
+                if inspect.isawaitable(result):
+                    await result
+            else:
+                await pipeline.execute_async(op.handler, item.payload, context=ctx)
+        except Exception as exc:
+            c = self._classify(pipeline, exc, ctx)
+            await asyncio.to_thread(self._record, item, exc, c, report)
+            return
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(backend.release, item, self.clock.time()))
+            raise
+        await asyncio.to_thread(self._record, item, None, None, report)
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def drain_once(self, limit: int = 100) -> DrainReport:
+        """Lease and replay up to ``limit`` due items, one after another.
+
+        Returns:
+            What was done.
+        """
+        report = DrainReport()
+        backend = self.outbox.backend
+        while limit > 0 and not self._stop.is_set():
+            leased_at = self.clock.monotonic()
+            items = backend.lease(min(limit, self.batch), self.clock.time(), self.lease)
+            if not items:
+                break
+            limit -= len(items)
+            for i, item in enumerate(items):
+                if self._stop.is_set():
+                    for rest in items[i:]:
+                        report.released += backend.release(rest, self.clock.time())
+                    return report
+                if self.clock.monotonic() - leased_at > self.lease / 2:
+                    backend.renew(items[i:], self.clock.time(), self.lease)
+                    leased_at = self.clock.monotonic()
+                self._busy = True
+                try:
+                    self._run_item(item, report)
+                except BaseException:
+                    for rest in items[i + 1 :]:
+                        backend.release(rest, self.clock.time())
+                    raise
+                finally:
+                    self._busy = False
+        return report
+
+    async def drain_once_async(self, limit: int = 100) -> DrainReport:
+        """Like :meth:`drain_once` on the event loop: storage calls run in worker threads.
+
+        Returns:
+            What was done.
+        """
+        report = DrainReport()
+        backend = self.outbox.backend
+        while limit > 0 and not self._stop.is_set():
+            leased_at = self.clock.monotonic()
+            items = await asyncio.to_thread(
+                backend.lease, min(limit, self.batch), self.clock.time(), self.lease
+            )
+            if not items:
+                break
+            limit -= len(items)
+            for i, item in enumerate(items):
+                if self._stop.is_set():
+                    for rest in items[i:]:
+                        report.released += await asyncio.to_thread(
+                            backend.release, rest, self.clock.time()
+                        )
+                    return report
+                if self.clock.monotonic() - leased_at > self.lease / 2:
+                    await asyncio.to_thread(backend.renew, items[i:], self.clock.time(), self.lease)
+                    leased_at = self.clock.monotonic()
+                try:
+                    await self._run_item_async(item, report)
+                except BaseException:
+                    for rest in items[i + 1 :]:
+                        backend.release(rest, self.clock.time())
+                    raise
+        return report
+
+    # -- running until stopped ---------------------------------------------------------------
+
+    def _purge_done(self) -> None:
+        if self.keep_done is not None:
+            try:
+                self.outbox.purge("done", older_than=self.keep_done)
+            except Exception:
+                return
+
+    def run(self, stop_event: threading.Event | None = None, *, poll_interval: float = 1.0) -> None:
+        """Drain until ``stop_event`` is set or :meth:`shutdown` is called.
+
+        Args:
+            stop_event: Set it to stop; the item in flight finishes, leased ones are given back.
+            poll_interval: Seconds to wait when no item is due.
+        """
+        stop = stop_event if stop_event is not None else self._stop
+        self._external = stop
+        rounds = 0
+        try:
+            while not stop.is_set() and not self._stop.is_set():
+                report = self.drain_once(self.batch)
+                rounds += 1
+                if rounds % 100 == 1:
+                    self._purge_done()
+                if report.processed == 0 and report.lost == 0:
+                    stop.wait(poll_interval)
+        except _GraceExpired:
+            return
+
+    async def run_async(
+        self, stop_event: asyncio.Event | None = None, *, poll_interval: float = 1.0
+    ) -> None:
+        """Drain on the event loop until ``stop_event`` is set or :meth:`shutdown` is called.
+
+        When stopped, the item in flight gets the grace period of :meth:`shutdown` (default
+        10 s) to finish; then it is cancelled and given back to the outbox.
+        """
+        stop = stop_event if stop_event is not None else asyncio.Event()
+        rounds = 0
+        while not stop.is_set() and not self._stop.is_set():
+            work = asyncio.ensure_future(self.drain_once_async(self.batch))
+            stopper = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if work not in done:
+                self._stop.set()
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(work, self._grace)
+                stopper.cancel()
+                return
+            stopper.cancel()
+            report = work.result()
+            rounds += 1
+            if rounds % 100 == 1:
+                await asyncio.to_thread(self._purge_done)
+            if report.processed == 0 and report.lost == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), poll_interval)
+
+    def shutdown(self, grace: float = 10.0) -> None:
+        """Stop taking items; the one in flight may finish within ``grace`` seconds.
+
+        Items leased but not started are given back at once. Every state change is committed as
+        it happens, so nothing is left to flush.
+        """
+        self._grace = grace
+        self._stop.set()
+        if self._external is not None:
+            self._external.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`shutdown` was called (or a stop signal received)."""
+        return self._stop.is_set()
+
+    def install_signal_handlers(self, grace: float = 10.0) -> None:
+        """Make SIGTERM and SIGINT shut the drainer down gracefully (call from the main thread).
+
+        The first signal stops taking items; the item in flight has ``grace`` seconds to finish,
+        after which (or at a second signal) it is interrupted and given back to the outbox, and
+        :meth:`run` returns.
+        """
+
+        def on_alarm(signum: int, frame: FrameType | None) -> None:
+            if self._busy:
+                raise _GraceExpired
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if self._stop.is_set():
+                if self._busy:
+                    raise _GraceExpired
+                return
+            self.shutdown(grace)
+            if self._busy:
+                signal.signal(signal.SIGALRM, on_alarm)
+                signal.setitimer(signal.ITIMER_REAL, max(grace, 0.001))
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers[sig] = signal.signal(sig, on_signal)
+
+    def __repr__(self) -> str:
+        return f"Drainer(outbox={self.outbox!r}, lease={self.lease!r})"
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

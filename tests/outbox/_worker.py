@@ -1,0 +1,156 @@
+"""Processes for the outbox's multi-process tests: a producer, a drainer, and a recording sink.
+
+Run as ``python -m tests.outbox._worker ROLE BACKEND TARGET SINK [N]``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import sys
+import time
+from typing import Any
+
+import attrs
+
+from resilio._pipeline import Pipeline
+from resilio.classify import Classification, ErrorKind
+from resilio.outbox import Drainer, Outbox
+
+
+class SinkDown(Exception):
+    """The recording sink failed (on purpose)."""
+
+
+class Sink:
+    """Records every delivery as (idempotency_key, payload n, delivery number)."""
+
+    def __init__(self, backend: str, target: str) -> None:
+        self.backend = backend
+        if backend == "sqlite":
+            self.db = sqlite3.connect(target, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS deliveries (delivery_no INTEGER PRIMARY KEY "
+                "AUTOINCREMENT, idempotency_key TEXT NOT NULL, n INTEGER NOT NULL)"
+            )
+        else:
+            import redis
+
+            self.redis = redis.Redis.from_url(target)
+
+    def record(self, key: str, n: int) -> None:
+        if self.backend == "sqlite":
+            self.db.execute("INSERT INTO deliveries (idempotency_key, n) VALUES (?, ?)", (key, n))
+        else:
+            no = self.redis.hincrby("sink:count", key, 1)
+            self.redis.sadd("sink:deliveries", f"{key}|{n}|{no}")
+
+    def deliveries(self) -> list[tuple[str, int]]:
+        if self.backend == "sqlite":
+            return list(self.db.execute("SELECT idempotency_key, n FROM deliveries"))
+        out = []
+        for raw in self.redis.smembers("sink:deliveries"):
+            key, n, _ = raw.decode().split("|")
+            out.append((key, int(n)))
+        return out
+
+
+def open_outbox(backend: str, target: str) -> Outbox:
+    if backend == "sqlite":
+        return Outbox.sqlite(target)
+    return Outbox.redis(target, name="crash")
+
+
+@attrs.define
+class Op:
+    handler: Any
+    idempotent: bool = True
+    pipeline: str = "replay"
+
+
+class Registry:
+    def __init__(self, handler: Any) -> None:
+        self.op = Op(handler)
+        self.pipe = Pipeline([], name="replay", telemetry=False, classifier=_classify)
+
+    def operation(self, name: str) -> Op:
+        if name != "deliver":
+            raise KeyError(name)
+        return self.op
+
+    def pipeline(self, name: str) -> Pipeline:
+        return self.pipe
+
+
+def _classify(error: BaseException, ctx: Any) -> Classification | None:
+    if isinstance(error, SinkDown):
+        return Classification(kind=ErrorKind.TRANSIENT, reason="sink down")
+    return None
+
+
+def produce(backend: str, target: str, n: int) -> None:
+    outbox = open_outbox(backend, target)
+    i = 0
+    while i < n:
+        if i % 500 == 0:
+            outbox.enqueue(operation="deliver", payload={"n": i}, idempotency_key=f"k{i}")
+            i += 1
+            continue
+        chunk = range(i, min(i + 100, n))
+        outbox.enqueue_many(
+            {"operation": "deliver", "payload": {"n": j}, "idempotency_key": f"k{j}"} for j in chunk
+        )
+        i = chunk.stop
+    outbox.close()
+
+
+def drain(backend: str, target: str, sink_target: str) -> None:
+    """Drain with a sink that fails 30 % of the time (a third of those after recording)."""
+    sink = Sink(backend, sink_target)
+    rng = random.Random(os.getpid())
+
+    def handler(payload: dict[str, Any]) -> None:
+        roll = rng.random()
+        if roll < 0.2:
+            raise SinkDown
+        sink.record(f"k{payload['n']}", payload["n"])
+        if roll < 0.3:
+            raise SinkDown  # recorded, yet reported as failed: an ambiguous outcome
+
+    drainer = Drainer(
+        open_outbox(backend, target),
+        Registry(handler),
+        lease=1.0,
+        max_attempts=None,
+        backoff=lambda a: 0.02,
+        batch=10,
+    )
+    drainer.run(poll_interval=0.02)
+
+
+def serve(backend: str, target: str, sink_target: str) -> None:
+    """Drain slow items (``{"key", "sleep"}``) until SIGTERM, with the grace in $GRACE."""
+    sink = Sink(backend, sink_target)
+
+    def handler(payload: dict[str, Any]) -> None:
+        print("started", payload["key"], flush=True)
+        time.sleep(float(payload["sleep"]))
+        sink.record(payload["key"], 0)
+
+    drainer = Drainer(open_outbox(backend, target), Registry(handler), lease=30, batch=5)
+    drainer.install_signal_handlers(grace=float(os.environ.get("GRACE", "5")))
+    print("ready", flush=True)
+    drainer.run(poll_interval=0.02)
+    print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    role, backend, target, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    if role == "produce":
+        produce(backend, target, int(extra))
+    elif role == "serve":
+        serve(backend, target, extra)
+    else:
+        drain(backend, target, extra)
