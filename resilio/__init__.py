@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from resilio.policies.rate_limiter import RateLimiter
     from resilio.policies.retry import Retry, RetryBudget
     from resilio.policies.timeout import Timeout
+    from resilio.telemetry.health import HealthReport, health
 
 __all__ = [
     "Bulkhead",
@@ -47,6 +48,7 @@ __all__ = [
     "Context",
     "ErrorKind",
     "Fallback",
+    "HealthReport",
     "Idempotency",
     "IdempotencyConflict",
     "Pipeline",
@@ -65,6 +67,7 @@ __all__ = [
     "__version__",
     "backoff",
     "events",
+    "health",
     "testing",
 ]
 
@@ -80,6 +83,7 @@ _LAZY: dict[str, str] = {
     "Context": "resilio._context",
     "ErrorKind": "resilio.classify",
     "Fallback": "resilio.policies.fallback",
+    "HealthReport": "resilio.telemetry.health",
     "Idempotency": "resilio.policies.idempotency",
     "IdempotencyConflict": "resilio.errors",
     "Pipeline": "resilio._pipeline",
@@ -95,6 +99,7 @@ _LAZY: dict[str, str] = {
     "SystemClock": "resilio._clock",
     "Timeout": "resilio.policies.timeout",
     "TimeoutExceeded": "resilio.errors",
+    "health": "resilio.telemetry.health",
 }
 _SUBMODULES = {"backoff", "events", "testing"}
 
