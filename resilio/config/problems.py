@@ -1,0 +1,103 @@
+"""Configuration problems: collected with their location, raised together as one ConfigError."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from resilio.errors import ConfigError
+
+__all__ = ["KeyPath", "Location", "Problems", "format_path"]
+
+KeyPath = tuple[str | int, ...]
+"""Where a value is in the configuration: keys and list indexes from the root."""
+
+
+class Location(NamedTuple):
+    """A 1-based line and column in a file."""
+
+    line: int
+    column: int
+
+
+def format_path(path: KeyPath) -> str:
+    """Format a key path the way error messages show it: ``pipelines.orders.create[3].retry``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+class Problems:
+    """Every problem found in one configuration, with where each one is.
+
+    Args:
+        source: The file name (or ``<string>``/``<dict>``) shown in front of each problem.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: list[str] = []
+        self._values: dict[KeyPath, Location] = {}
+        self._keys: dict[KeyPath, Location] = {}
+
+    def mark(self, path: KeyPath, location: Location) -> None:
+        """Record where the value at ``path`` starts."""
+        self._values.setdefault(path, location)
+
+    def mark_key(self, path: KeyPath, location: Location) -> None:
+        """Record where the key of the value at ``path`` starts."""
+        self._keys.setdefault(path, location)
+
+    def key_location(self, path: KeyPath) -> Location | None:
+        """Return where the key of ``path`` is, if known."""
+        return self._keys.get(path)
+
+    def location(self, path: KeyPath, *, key: bool = False) -> Location | None:
+        """Return where ``path`` is (its key's position if ``key``), else its nearest parent's."""
+        table = self._keys if key else self._values
+        found = table.get(path)
+        if found is not None:
+            return found
+        for end in range(len(path) - 1, -1, -1):
+            found = self._values.get(path[:end])
+            if found is not None:
+                return found
+        return None
+
+    def add(
+        self, path: KeyPath, message: str, *, key: bool = False, location: Location | None = None
+    ) -> None:
+        """Record a problem at ``path``.
+
+        Args:
+            path: Where the problem is.
+            message: What is wrong: what was expected and what was found.
+            key: Point at the key rather than the value (for unknown keys).
+            location: An explicit location, overriding the recorded ones.
+        """
+        where = location if location is not None else self.location(path, key=key)
+        prefix = self.source if where is None else f"{self.source}:{where.line}:{where.column}"
+        line = f"{prefix}: {format_path(path)}: {message}"
+        if line not in self.lines:  # a default merged into many pipelines is reported once
+            self.lines.append(line)
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def error(self) -> ConfigError:
+        """Return one :class:`ConfigError` listing every problem, one per line."""
+        count = len(self.lines)
+        head = f"{count} problem{'s' if count != 1 else ''} in {self.source}:"
+        return ConfigError("\n".join([head, *("  " + line for line in self.lines)]), self.lines)
+
+    def raise_if_any(self) -> None:
+        """Raise :meth:`error` if any problem was recorded.
+
+        Raises:
+            ConfigError: Listing every problem.
+        """
+        if self.lines:
+            raise self.error()

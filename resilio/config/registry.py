@@ -1,0 +1,278 @@
+"""The registry: pipelines built from configuration, operations from plugins, hot reload."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from resilio._context import Context
+from resilio._pipeline import Pipeline
+from resilio.config import loader
+from resilio.config.source import read_source
+from resilio.plugins.catalog import Catalog, NotRegisteredError, not_registered
+
+if TYPE_CHECKING:
+    from resilio._clock import Clock
+    from resilio._operation import Operation
+    from resilio.events import Listener
+    from resilio.policies._base import Policy
+
+__all__ = ["Registry", "Source"]
+
+Source = str | os.PathLike[str] | Mapping[str, Any]
+"""A configuration: a file path, YAML text, or a mapping."""
+
+
+class Registry:
+    """Named pipelines built from a configuration, and the operations plugins registered.
+
+    Make one with :func:`resilio.load_config`. Lookups are lock-free: a reload builds a complete
+    new set of pipelines and swaps it in at once, so a call in flight finishes on the pipeline it
+    started on.
+
+    Args:
+        clock: The clock every pipeline uses (tests pass a :class:`resilio.testing.FakeClock`).
+        listeners: Listeners added to every pipeline.
+        telemetry: Whether pipelines trace and log through OpenTelemetry and structlog.
+        catalog: Policy types, operations and store kinds (default: from the plugins).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        listeners: Iterable[Listener] = (),
+        telemetry: bool = True,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self._clock = clock
+        self._listeners = tuple(listeners)
+        self._telemetry = telemetry
+        self._catalog = catalog
+        self._state = loader.State()
+        self._source: Source | None = None
+        self._lock = threading.Lock()
+
+    # -- loading ------------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        """Registered policy types, operations and store kinds (plugins load on first use)."""
+        if self._catalog is None:
+            from resilio.plugins.manager import catalog
+
+            return catalog()
+        return self._catalog
+
+    @property
+    def source(self) -> Source | None:
+        """What the current pipelines were loaded from."""
+        return self._source
+
+    def _make_pipeline(self, name: str, policies: list[Policy]) -> Pipeline:
+        return Pipeline(
+            policies,
+            name=name,
+            listeners=self._listeners,
+            clock=self._clock,
+            telemetry=self._telemetry,
+        )
+
+    def load(self, source: Source, *, environ: Mapping[str, str] | None = None) -> None:
+        """Load a configuration, replacing the current pipelines (same as :meth:`reload`).
+
+        Raises:
+            ConfigError: Listing every problem; nothing changes.
+        """
+        self.reload(source, environ=environ)
+
+    def reload(
+        self, source: Source | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> None:
+        """Load a configuration again and swap the pipelines in atomically.
+
+        Calls in flight finish on the pipelines they started on. A policy (or store) whose
+        configuration did not change keeps its instance and state (a breaker stays open); so
+        does a pipeline whose policies all stayed. A configuration with any problem changes
+        nothing.
+
+        Args:
+            source: A path, YAML text or mapping (default: what was loaded last).
+            environ: The environment for ``${VAR}`` (default: ``os.environ``).
+
+        Raises:
+            ConfigError: Listing every problem, with file, line, column and key path.
+            ValueError: If there is no source to reload.
+        """
+        if source is None:
+            source = self._source
+            if source is None:
+                raise ValueError("nothing to reload: no configuration was loaded yet")
+        catalog = self.catalog
+        with self._lock:
+            doc = read_source(source, environ)
+            state = loader.build(doc, catalog, self._state, self._make_pipeline)
+            self._state = state
+            self._source = doc.path if doc.path is not None else source
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def pipeline(self, name: str) -> Pipeline:
+        """Return the pipeline called ``name``.
+
+        Raises:
+            NotRegisteredError: If there is none; the message suggests close names.
+        """
+        pipeline = self._state.pipelines.get(name)
+        if pipeline is None:
+            raise not_registered("pipeline", name, self._state.pipelines)
+        return pipeline
+
+    @property
+    def pipelines(self) -> Mapping[str, Pipeline]:
+        """Every pipeline, by name, in file order."""
+        return dict(self._state.pipelines)
+
+    def policy(self, name: str) -> Policy:
+        """Return the shared policy declared under ``policies:`` as ``name``.
+
+        Raises:
+            NotRegisteredError: If there is none.
+        """
+        slot = self._state.shared.get(name)
+        if slot is None:
+            raise not_registered("shared policy", name, self._state.shared)
+        return slot.policy
+
+    def store(self, name: str) -> Any:
+        """Return the store declared under ``stores:`` as ``name``.
+
+        Raises:
+            NotRegisteredError: If there is none.
+        """
+        slot = self._state.stores.get(name)
+        if slot is None:
+            raise not_registered("store", name, self._state.stores)
+        return slot.backend
+
+    @property
+    def outbox(self) -> Any:
+        """The :class:`resilio.outbox.Outbox` of the ``outbox:`` section, or ``None``."""
+        return self._state.outbox
+
+    def describe(self) -> dict[str, list[loader.PolicySlot]]:
+        """Return each pipeline's policies in order, with their type, name and configuration."""
+        return {name: list(slots) for name, slots in self._state.slots.items()}
+
+    def operation(self, name: str) -> Operation:
+        """Return the registered operation called ``name``.
+
+        Raises:
+            NotRegisteredError: If there is none; the message suggests close names.
+        """
+        return self.catalog.operations.get(name)
+
+    @property
+    def operations(self) -> Mapping[str, Operation]:
+        """Every registered operation, by name."""
+        return self.catalog.operations.items()
+
+    # -- running operations -----------------------------------------------------------------
+
+    def _prepare(
+        self, name: str, payload: Any, context: Context | None
+    ) -> tuple[Operation, Pipeline, Context]:
+        op = self.operation(name)
+        if op.handler is None:
+            raise NotRegisteredError(f"operation {name!r} has no handler to run")
+        pipeline = self.pipeline(op.pipeline_name)
+        ctx = context if context is not None else Context()
+        if ctx.operation is None:
+            ctx.operation = op.name
+        if ctx.idempotent is None:
+            ctx.idempotent = op.idempotent
+        if ctx.payload is None:
+            ctx.payload = payload
+        return op, pipeline, ctx
+
+    def execute(
+        self, operation: str, payload: Any = None, *, context: Context | None = None
+    ) -> Any:
+        """Run a registered operation's handler on ``payload`` through its pipeline.
+
+        The context's ``operation``, ``idempotent`` and ``payload`` are filled from the
+        operation when the caller left them unset. This is how queued work is replayed by name.
+
+        Args:
+            operation: The operation's name.
+            payload: The JSON-serialisable payload for its handler.
+            context: The execution context (one is made if not given).
+
+        Returns:
+            What the handler returned.
+
+        Raises:
+            NotRegisteredError: If the operation, its handler or its pipeline is missing.
+            Exception: The handler's own exception, or a :class:`resilio.Rejected`.
+        """
+        op, pipeline, ctx = self._prepare(operation, payload, context)
+        assert op.handler is not None
+        if inspect.iscoroutinefunction(op.handler):
+            raise TypeError(f"operation {operation!r} has an async handler: use execute_async()")
+        return pipeline.execute(op.handler, payload, context=ctx)
+
+    async def execute_async(
+        self, operation: str, payload: Any = None, *, context: Context | None = None
+    ) -> Any:
+        """Like :meth:`execute`, awaiting an ``async def`` handler (a plain one is called directly).
+
+        Raises:
+            NotRegisteredError: If the operation, its handler or its pipeline is missing.
+            Exception: The handler's own exception, or a :class:`resilio.Rejected`.
+        """
+        op, pipeline, ctx = self._prepare(operation, payload, context)
+        assert op.handler is not None
+        return await pipeline.execute_async(op.handler, payload, context=ctx)
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def json_schema(self) -> dict[str, Any]:
+        """Return the JSON Schema (draft 2020-12) of configurations for the registered types."""
+        from resilio.config.schema import json_schema
+
+        return json_schema(self.catalog)
+
+    def __repr__(self) -> str:
+        return f"Registry(pipelines={sorted(self._state.pipelines)!r})"
+
+
+def load_config(
+    source: Source,
+    *,
+    clock: Clock | None = None,
+    listeners: Iterable[Listener] = (),
+    telemetry: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> Registry:
+    """Load a configuration and build its pipelines.
+
+    Args:
+        source: A YAML file path (``str`` or :class:`~pathlib.Path`), YAML text, or a mapping.
+        clock: The clock every pipeline uses.
+        listeners: Listeners added to every pipeline.
+        telemetry: Whether pipelines trace and log.
+        environ: The environment for ``${VAR}`` references (default: ``os.environ``).
+
+    Returns:
+        The registry; ``registry.pipeline("orders.create")`` is a :class:`resilio.Pipeline`.
+
+    Raises:
+        ConfigError: Listing every problem, each with file, line, column and key path.
+        PluginError: If a plugin failed to load or registered a clashing name.
+    """
+    registry = Registry(clock=clock, listeners=listeners, telemetry=telemetry)
+    registry.load(source, environ=environ)
+    return registry
