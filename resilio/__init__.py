@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         RetryBudgetExhausted,
         TimeoutExceeded,
     )
+    from resilio.outbox import Drainer, Outbox, Queued
     from resilio.policies._base import Policy
     from resilio.policies.bulkhead import Bulkhead
     from resilio.policies.circuit_breaker import CircuitBreaker, CircuitState
@@ -46,14 +47,17 @@ __all__ = [
     "Clock",
     "ConfigError",
     "Context",
+    "Drainer",
     "ErrorKind",
     "Fallback",
     "HealthReport",
     "Idempotency",
     "IdempotencyConflict",
+    "Outbox",
     "Pipeline",
     "PluginError",
     "Policy",
+    "Queued",
     "RateLimited",
     "RateLimiter",
     "Rejected",
@@ -81,14 +85,17 @@ _LAZY: dict[str, str] = {
     "Clock": "resilio._clock",
     "ConfigError": "resilio.errors",
     "Context": "resilio._context",
+    "Drainer": "resilio.outbox",
     "ErrorKind": "resilio.classify",
     "Fallback": "resilio.policies.fallback",
     "HealthReport": "resilio.telemetry.health",
     "Idempotency": "resilio.policies.idempotency",
     "IdempotencyConflict": "resilio.errors",
+    "Outbox": "resilio.outbox",
     "Pipeline": "resilio._pipeline",
     "PluginError": "resilio.errors",
     "Policy": "resilio.policies._base",
+    "Queued": "resilio.outbox",
     "RateLimited": "resilio.errors",
     "RateLimiter": "resilio.policies.rate_limiter",
     "Rejected": "resilio.errors",
