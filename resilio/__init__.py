@@ -12,8 +12,10 @@ if TYPE_CHECKING:
     from resilio import backoff, events, testing
     from resilio._clock import Clock, SystemClock
     from resilio._context import Context
+    from resilio._operation import Operation
     from resilio._pipeline import Pipeline
     from resilio.classify import Classification, ErrorKind
+    from resilio.config import Registry, load_config
     from resilio.errors import (
         BulkheadFull,
         CircuitOpen,
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
         TimeoutExceeded,
     )
     from resilio.outbox import Drainer, Outbox, Queued
+    from resilio.plugins.hookspecs import hookimpl, hookspec
     from resilio.policies._base import Policy
     from resilio.policies.bulkhead import Bulkhead
     from resilio.policies.circuit_breaker import CircuitBreaker, CircuitState
@@ -53,6 +56,7 @@ __all__ = [
     "HealthReport",
     "Idempotency",
     "IdempotencyConflict",
+    "Operation",
     "Outbox",
     "Pipeline",
     "PluginError",
@@ -60,6 +64,7 @@ __all__ = [
     "Queued",
     "RateLimited",
     "RateLimiter",
+    "Registry",
     "Rejected",
     "ResilioError",
     "Retry",
@@ -72,6 +77,9 @@ __all__ = [
     "backoff",
     "events",
     "health",
+    "hookimpl",
+    "hookspec",
+    "load_config",
     "testing",
 ]
 
@@ -91,6 +99,7 @@ _LAZY: dict[str, str] = {
     "HealthReport": "resilio.telemetry.health",
     "Idempotency": "resilio.policies.idempotency",
     "IdempotencyConflict": "resilio.errors",
+    "Operation": "resilio._operation",
     "Outbox": "resilio.outbox",
     "Pipeline": "resilio._pipeline",
     "PluginError": "resilio.errors",
@@ -98,6 +107,7 @@ _LAZY: dict[str, str] = {
     "Queued": "resilio.outbox",
     "RateLimited": "resilio.errors",
     "RateLimiter": "resilio.policies.rate_limiter",
+    "Registry": "resilio.config",
     "Rejected": "resilio.errors",
     "ResilioError": "resilio.errors",
     "Retry": "resilio.policies.retry",
@@ -107,6 +117,9 @@ _LAZY: dict[str, str] = {
     "Timeout": "resilio.policies.timeout",
     "TimeoutExceeded": "resilio.errors",
     "health": "resilio.telemetry.health",
+    "hookimpl": "resilio.plugins.hookspecs",
+    "hookspec": "resilio.plugins.hookspecs",
+    "load_config": "resilio.config",
 }
 _SUBMODULES = {"backoff", "events", "testing"}
 
