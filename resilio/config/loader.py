@@ -396,7 +396,10 @@ class _Builder:
                 hint = close_matches(value, self.state.stores)
                 raise InvalidValueError(f"unknown store {value!r}{hint} (see 'stores')")
             self._uses.append(id(slot.backend))
-            return slot.for_policy(self._kind)
+            try:
+                return slot.for_policy(self._kind)
+            except Exception as exc:  # a store kind that cannot serve this policy type
+                raise InvalidValueError(f"store {value!r}: {_message(exc)}") from None
         if field_name in ("enqueue", "outbox") and value == "outbox":
             if self.state.outbox is None:
                 raise InvalidValueError("'outbox' refers to the outbox section, which is missing")

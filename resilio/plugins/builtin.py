@@ -14,7 +14,12 @@ from resilio.plugins.hookspecs import hookimpl
 if TYPE_CHECKING:
     from resilio.plugins.catalog import PolicyTypeRegistry, StoreKindRegistry
 
-__all__ = ["BUILTIN_POLICIES", "resilio_register_policies", "resilio_register_stores"]
+__all__ = [
+    "BUILTIN_POLICIES",
+    "MemoryStores",
+    "resilio_register_policies",
+    "resilio_register_stores",
+]
 
 BUILTIN_POLICIES: dict[str, tuple[str, str]] = {
     "fallback": ("resilio.policies.fallback", "Fallback"),
@@ -46,11 +51,38 @@ def resilio_register_policies(registry: PolicyTypeRegistry) -> None:
             registry.add(getattr(module, class_name), kind=kind)
 
 
-def _memory_store(**options: Any) -> Any:
-    """Return the in-process store (``None`` means each policy keeps its own local state)."""
-    memory = _optional_module("resilio.stores.memory")
-    factory = getattr(memory, "MemoryStore", None) if memory is not None else None
-    return factory(**options) if factory is not None else None
+_MEMORY_CLASSES = {
+    "circuit_breaker": "MemoryBreakerStore",
+    "rate_limiter": "MemoryRateLimitStore",
+    "idempotency": "MemoryIdempotencyStore",
+}
+
+
+class MemoryStores:
+    """The ``memory`` store kind: in-process state, shared by the policies that name it.
+
+    Each policy type gets its own in-memory store (breaker, rate limiter, idempotency) from
+    :meth:`for_policy`; policies of one type naming the same store share it.
+    """
+
+    def for_policy(self, kind: str) -> Any:
+        """Return a new in-memory store for policies of ``kind``.
+
+        Raises:
+            ValueError: If no in-memory store exists for that policy type.
+        """
+        memory = _optional_module("resilio.stores.memory")
+        class_name = _MEMORY_CLASSES.get(kind)
+        factory = getattr(memory, class_name, None) if memory and class_name else None
+        if factory is None:
+            raise ValueError(f"there is no in-memory store for {kind} policies")
+        return factory()
+
+
+def _memory_store(**options: Any) -> MemoryStores:
+    if options:
+        raise TypeError(f"a memory store takes no options, found {', '.join(sorted(options))}")
+    return MemoryStores()
 
 
 @hookimpl

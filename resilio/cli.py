@@ -1,0 +1,174 @@
+"""The ``resilio`` command: check configurations, print the JSON Schema, list plugins.
+
+Subcommands come from a registry: the built-in ones here, then every module of
+:data:`EXTENSION_MODULES` that can be imported and has a ``register(subparsers)`` function
+(``resilio.telemetry.cli`` adds ``health``, ``resilio.outbox.cli`` adds ``outbox``). A
+subcommand sets ``func`` with ``parser.set_defaults(func=...)``; ``func(args)`` returns the
+exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+__all__ = ["EXTENSION_MODULES", "build_parser", "main"]
+
+EXTENSION_MODULES = ("resilio.telemetry.cli", "resilio.outbox.cli")
+"""Modules that may add subcommands through ``register(subparsers)``."""
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _out(args: argparse.Namespace) -> TextIO:
+    stream: TextIO = getattr(args, "stdout", None) or sys.stdout
+    return stream
+
+
+def _err(args: argparse.Namespace) -> TextIO:
+    stream: TextIO = getattr(args, "stderr", None) or sys.stderr
+    return stream
+
+
+def _print_problems(args: argparse.Namespace, problems: list[str], what: str) -> None:
+    err = _err(args)
+    count = len(problems)
+    print(f"{what}: {count} problem{'s' if count != 1 else ''}", file=err)
+    for line in problems:
+        print(f"  {line}", file=err)
+
+
+def _option_text(config: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in config.items())
+
+
+def _check(args: argparse.Namespace) -> int:
+    from resilio.config import load_config
+    from resilio.errors import ConfigError
+
+    try:
+        registry = load_config(args.file, telemetry=False)
+    except ConfigError as exc:
+        _print_problems(args, exc.problems, f"{args.file}: invalid")
+        return 1
+    out = _out(args)
+    described = registry.describe()
+    print(f"{args.file}: OK, {len(described)} pipeline(s)", file=out)
+    for name, slots in described.items():
+        print(f"{name}:", file=out)
+        for i, slot in enumerate(slots, 1):
+            label = slot.kind if slot.name in (None, slot.kind) else f"{slot.kind} {slot.name!r}"
+            if slot.ref is not None:
+                label += f" (shared: {slot.ref})"
+            options = _option_text(slot.config)
+            print(f"  {i}. {label}" + (f": {options}" if options else ""), file=out)
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from resilio.config import json_schema
+    from resilio.errors import PluginError
+
+    try:
+        schema = json_schema()
+    except PluginError as exc:
+        _print_problems(args, exc.problems, "plugins")
+        return 1
+    print(json.dumps(schema, indent=2, sort_keys=False), file=_out(args))
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from resilio.errors import PluginError
+    from resilio.plugins.manager import plugin_system
+
+    try:
+        system = plugin_system()
+    except PluginError as exc:
+        _print_problems(args, exc.problems, "plugins")
+        return 1
+    out = _out(args)
+    cat = system.catalog
+    for info in system.plugins:
+        where = f" ({info.distribution})" if info.distribution else ""
+        state = " [blocked]" if info.blocked else ""
+        print(f"{info.name}{state}: {info.source}{where}", file=out)
+        if info.hooks:
+            print(f"  hooks: {', '.join(info.hooks)}", file=out)
+        for title, registry in (
+            ("policy types", cat.policy_types),
+            ("operations", cat.operations),
+            ("store kinds", cat.store_kinds),
+        ):
+            names = [n for n in registry if registry.provider(n) == info.name]
+            if names:
+                print(f"  {title}: {', '.join(names)}", file=out)
+    return 0
+
+
+def _register_builtin(subparsers: Any) -> None:
+    check = subparsers.add_parser(
+        "check",
+        help="validate a configuration file and show its pipelines",
+        description="Validate a configuration file; print each pipeline's policies in order, "
+        "or every problem (exit status 1).",
+    )
+    check.add_argument("file", help="the YAML configuration file")
+    check.set_defaults(func=_check)
+    schema = subparsers.add_parser(
+        "schema",
+        help="print the JSON Schema of configuration files",
+        description="Print the JSON Schema (draft 2020-12) of configuration files, including "
+        "policy types that plugins register.",
+    )
+    schema.set_defaults(func=_schema)
+    plugins = subparsers.add_parser(
+        "plugins",
+        help="list plugins, their hooks and what they register",
+        description="List the discovered plugins (entry-point group 'resilio'), their hooks, "
+        "policy types, operations and store kinds.",
+    )
+    plugins.set_defaults(func=_plugins)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with every available subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="resilio", description="Resilience pipelines: configuration and plugins."
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _register_builtin(subparsers)
+    for module_name in EXTENSION_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue  # that part of resilio is not installed
+            raise
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``resilio`` command.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 1 when a configuration or plugin is invalid, 2 on a
+        usage error.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Command | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    return func(args)
