@@ -51,7 +51,7 @@ def _events(span: Any) -> list[str]:
 
 class TestExecutionSpan:
     def test_success_span_shape(self, tracing: Tracing, clock: FakeClock) -> None:
-        """A successful execution makes one INTERNAL span named after the pipeline, child of the caller's."""
+        """A success makes one INTERNAL span named after the pipeline, a child of the caller's."""
         p = Pipeline(
             [Retry(attempts=3, backoff=0)],
             name="orders",
@@ -74,7 +74,7 @@ class TestExecutionSpan:
         assert span.events == ()
 
     def test_retries_are_span_events(self, tracing: Tracing, clock: FakeClock) -> None:
-        """Each scheduled retry is a span event with attempt, delay and error type; attempts counted."""
+        """Each scheduled retry is a span event with attempt, delay and error type."""
         p = Pipeline(
             [Retry(attempts=3, backoff=0.5)],
             name="p",
@@ -92,7 +92,7 @@ class TestExecutionSpan:
         assert span.attributes["resilio.attempts"] == 3  # type: ignore[index]
 
     def test_failure_sets_error_status_and_type(self, tracing: Tracing, clock: FakeClock) -> None:
-        """A failed execution has ERROR status without description, error.type, one exception event."""
+        """A failure has ERROR status (no description), error.type and one exception event."""
         p = Pipeline(
             [Retry(attempts=2, backoff=0)], name="p", clock=clock, tracer_provider=tracing.provider
         )
@@ -109,7 +109,7 @@ class TestExecutionSpan:
         assert "resilio.retry.gave_up" in _events(span)
 
     def test_breaker_open_half_open_and_rejection(self, tracing: Tracing, clock: FakeClock) -> None:
-        """Opening, rejecting, half-opening and closing appear as events; a rejection's outcome is rejected."""
+        """Breaker transitions and rejections are events; a rejection's outcome is rejected."""
         breaker = CircuitBreaker(failure_threshold=2, break_duration=10)
         p = Pipeline([breaker], name="cb", clock=clock, tracer_provider=tracing.provider)
         for _ in range(2):
@@ -131,7 +131,7 @@ class TestExecutionSpan:
         assert "resilio.circuit.closed" in _events(spans[3])
 
     def test_fallback_outcome(self, tracing: Tracing, clock: FakeClock) -> None:
-        """A fallback that replaced a failure gives outcome fallback, no ERROR, and a fallback event."""
+        """A fallback that replaced a failure gives outcome fallback, no ERROR, one event."""
         p = Pipeline(
             [Fallback(value="cached")], name="fb", clock=clock, tracer_provider=tracing.provider
         )
@@ -195,7 +195,7 @@ class TestAttemptSpans:
     def test_attempt_children_hold_the_functions_spans(
         self, tracing: Tracing, clock: FakeClock
     ) -> None:
-        """With trace_attempts each attempt is a child span and the function's spans hang under it."""
+        """With trace_attempts each attempt is a child span holding the function's spans."""
         p = Pipeline(
             [Retry(attempts=3, backoff=0)],
             name="p",
@@ -224,7 +224,7 @@ class TestAttemptSpans:
         assert [e.name for e in attempts[0].events] == []
 
     def test_thread_timeout_propagates_context(self, tracing: Tracing) -> None:
-        """Spans made in the thread-timeout worker are children of the attempt span of the caller."""
+        """Spans made in the thread-timeout worker are children of the caller's attempt span."""
         p = Pipeline(
             [Retry(attempts=2, backoff=0), Timeout(5, mode="thread")],
             name="tt",
