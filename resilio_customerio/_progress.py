@@ -93,6 +93,7 @@ class Progress:
         self._thread: threading.Thread | None = None
         self._last = ""
         self._rich: Any = None
+        self.notes: list[str] = []
 
     def _safe_queued(self) -> int | None:
         try:
@@ -116,12 +117,17 @@ class Progress:
         Args:
             message: A payload-free message.
         """
+        self.notes.append(message)
         if self._rich is not None:
             self._rich.console.print(message, markup=False, highlight=False)
         else:
             print(message, file=self.stream, flush=True)
 
     # -- rich -------------------------------------------------------------------------------
+
+    def snapshot(self) -> Any:
+        """Return the rich display's current frame (needs rich)."""
+        return self._renderable()
 
     def _renderable(self) -> Any:
         from rich.console import Group

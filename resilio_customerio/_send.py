@@ -150,25 +150,40 @@ def _is_queued(result: Any) -> bool:
     return isinstance(result, Queued)
 
 
-def _batch_errors(result: Any) -> dict[int, str]:
-    """Return per-operation errors of a v2 batch answer (a 207 body), by batch index."""
-    errors = getattr(result, "errors", None)
-    if errors is None and getattr(result, "status_code", None) == 207:
+def _batch_outcomes(result: Any, count: int) -> list[tuple[str, str | None]]:
+    """Return ``(status, detail)`` per operation of a v2 batch answer.
+
+    Understands the adapter's ``BatchResult`` (per-item results, possibly queued) and the bare
+    client's ``requests.Response`` (a 207 body lists the refused operations).
+    """
+    items = getattr(result, "items", None)
+    if isinstance(items, tuple | list):
+        out: list[tuple[str, str | None]] = [("sent", None)] * count
+        for item in items:
+            index = getattr(item, "index", None)
+            if not isinstance(index, int) or not 0 <= index < count:
+                continue
+            if getattr(item, "queued", False):
+                out[index] = ("queued", None)
+            elif not getattr(item, "ok", True):
+                error = getattr(item, "error", None)
+                if error is not None:
+                    out[index] = ("dead", describe_error(error)[0])
+                else:
+                    why = " ".join(x for x in (item.reason, item.field) if x) or "invalid"
+                    out[index] = ("dead", f"rejected by Customer.io: {why}")
+        return out
+    out = [("sent", None)] * count
+    if getattr(result, "status_code", None) == 207:
         try:
-            errors = result.json().get("errors")
-        except ValueError:
-            errors = None
-    out: dict[int, str] = {}
-    for item in errors or ():
-        if isinstance(item, dict):
-            index, reason = item.get("batch_index"), item.get("reason", "invalid")
-            field_name = item.get("field") or ""
-        else:
-            index = getattr(item, "batch_index", getattr(item, "index", None))
-            reason = getattr(item, "reason", "invalid")
-            field_name = getattr(item, "field", "") or ""
-        if isinstance(index, int):
-            out[index] = f"rejected by Customer.io: {reason} {field_name}".strip()
+            errors = result.json().get("errors") or ()
+        except (ValueError, AttributeError):
+            errors = ()
+        for entry in errors:
+            index = entry.get("batch_index") if isinstance(entry, dict) else None
+            if isinstance(index, int) and 0 <= index < count:
+                why = " ".join(str(entry[k]) for k in ("reason", "field") if entry.get(k))
+                out[index] = ("dead", f"rejected by Customer.io: {why or 'invalid'}")
     return out
 
 
@@ -310,8 +325,7 @@ class _Run:
             return [self._failure(exc)] * len(work.lines)
         if _is_queued(result):
             return [("queued", None)] * len(work.lines)
-        errors = _batch_errors(result)
-        return [("dead", errors[i]) if i in errors else ("sent", None) for i in range(len(ops))]
+        return _batch_outcomes(result, len(ops))
 
     def _outcome(self, method: str, args: Any, kwargs: Any) -> tuple[str, str | None]:
         try:
@@ -320,10 +334,16 @@ class _Run:
             return self._failure(exc)
         if _is_queued(result):
             return "queued", None
-        errors = _batch_errors(result) if method == "batch" else {}
-        if errors:
-            listed = ", ".join(str(i) for i in sorted(errors)[:10])
-            return "dead", f"operations [{listed}] rejected by Customer.io"
+        if method != "batch":
+            return "sent", None
+        count = len(args[0])
+        outcomes = _batch_outcomes(result, count)
+        failed = [i for i, (status, _) in enumerate(outcomes) if status == "dead"]
+        if failed:
+            listed = ", ".join(str(i) for i in failed[:10])
+            return "dead", f"operations [{listed}] rejected: {outcomes[failed[0]][1]}"
+        if any(status == "queued" for status, _ in outcomes):
+            return "queued", None
         return "sent", None
 
     def _failure(self, exc: Exception) -> tuple[str, str | None]:

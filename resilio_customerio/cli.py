@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="send N operations per v2 batch request (default: one request per line)",
     )
     run.add_argument("--journal", type=Path, help="journal file (default: FILE.jsonl.journal)")
+    run.add_argument(
+        "--outbox",
+        type=Path,
+        metavar="PATH",
+        help="SQLite outbox that takes calls which cannot be delivered now (default: none)",
+    )
     run.add_argument("--restart", action="store_true", help="forget the journal and start over")
     run.add_argument(
         "--retry-failed", action="store_true", help="send dead-lettered lines of earlier runs again"
@@ -143,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a shorter bad day (for tests)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the fault script")
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    demo.add_argument("--svg", type=Path, help="also save the final screen as an SVG image")
 
     sub.add_parser(
         "simulate",
@@ -196,6 +203,10 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name)
         if value is not None:
             options[name] = value
+    if getattr(args, "outbox", None) is not None:
+        from resilio.outbox import Outbox
+
+        options["outbox"] = Outbox.sqlite(args.outbox)
     if args.config is not None:
         if not args.config.is_file():
             raise UsageError(f"--config: no such file: {args.config}")
@@ -358,6 +369,7 @@ def _dispatch(argv: list[str]) -> int:
             quick=args.quick,
             seed=args.seed,
             live=False if args.plain else None,
+            svg=args.svg,
         )
     parser.print_help()
     return EXIT_USAGE
