@@ -124,13 +124,17 @@ def emit_event(event: Event) -> None:
         try:
             listener(event)
         except Exception:  # a listener must never break a call
-            from resilio.telemetry._log import log_listener_error
-
-            log_listener_error(listener, event)
-    for _plugin, function in _event_impls:
+            _log_failure("listener", getattr(listener, "__qualname__", repr(listener)), event)
+    for plugin, function in _event_impls:
         try:
             function(event=event)
         except Exception:  # a plugin must never break a call
-            from resilio.telemetry._log import log_listener_error
+            _log_failure("plugin", plugin, event)
 
-            log_listener_error(function, event)
+
+def _log_failure(what: str, who: str, event: Event) -> None:
+    import structlog
+
+    structlog.get_logger("resilio").exception(
+        "resilio.observer.failed", observer=what, name=who, event_name=event.name
+    )

@@ -1,0 +1,1 @@
+"""A worked example adapter: resilience for the (fictional) Acme Mail HTTP API."""

@@ -1,0 +1,289 @@
+"""Tests of plugin discovery: entry points, blocking, failures, clashes and the hot-path hooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import resilio
+from resilio import Context, Pipeline
+from resilio.classify import Classification, ErrorKind
+from resilio.errors import PluginError
+from resilio.plugins import _runtime, manager
+from resilio.testing import FakeClock
+from tests.config.conftest import make_distribution
+
+ACME_PLUGIN = """
+import resilio
+from resilio.classify import Classification, ErrorKind
+
+EVENTS = []
+
+class AcmeError(Exception):
+    pass
+
+@resilio.hookimpl
+def resilio_register_operations(registry):
+    registry.add(resilio.Operation(name="acme.ping", idempotent=True))
+
+@resilio.hookimpl
+def resilio_classify(error, context):
+    if isinstance(error, AcmeError):
+        return Classification(kind=ErrorKind.PERMANENT, reason="acme")
+    return None
+
+@resilio.hookimpl
+def resilio_event(event):
+    EVENTS.append(event)
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory on sys.path where tests install tiny distributions."""
+    path = tmp_path / "site"
+    path.mkdir()
+    monkeypatch.syspath_prepend(str(path))
+    return path
+
+
+class TestDiscovery:
+    def test_builtin_plugin_registers_builtin_policies(self) -> None:
+        """The built-in plugin registers the built-in policy types through the same hook."""
+        system = manager.plugin_system()
+        assert system.plugins[0].name == manager.BUILTIN
+        assert "retry" in system.catalog.policy_types
+        assert system.catalog.policy_types.provider("retry") == manager.BUILTIN
+        assert "memory" in system.catalog.store_kinds
+
+    def test_plugin_from_a_real_entry_point(self, site: Path) -> None:
+        """A distribution's entry point in group 'resilio' is loaded and its hooks used."""
+        make_distribution(
+            site, "acme_dist", {"acme": "acme_ep_plugin"}, {"acme_ep_plugin.py": ACME_PLUGIN}
+        )
+        system = manager.plugin_system()
+        info = next(p for p in system.plugins if p.name == "acme")
+        assert info.distribution == "acme_dist"
+        assert info.source == "acme_ep_plugin"
+        assert info.hooks == ("resilio_classify", "resilio_event", "resilio_register_operations")
+        assert system.catalog.operations.provider("acme.ping") == "acme"
+
+    def test_manager_is_not_built_at_import(self) -> None:
+        """Importing resilio and building a pipeline does not build the plugin manager."""
+        Pipeline([], name="p", telemetry=False)
+        assert manager._system is None
+        assert _runtime._loaded is False
+
+    def test_blocked_plugin_is_not_loaded(self, site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """RESILIO_DISABLE_PLUGINS blocks a plugin by name, even one that would fail to import."""
+        make_distribution(site, "bad_dist", {"bad": "no_such_module_xyz"}, {})
+        make_distribution(
+            site, "acme_dist", {"acme": "acme_ep_plugin2"}, {"acme_ep_plugin2.py": ACME_PLUGIN}
+        )
+        monkeypatch.setenv(manager.DISABLE_ENV, " bad , acme")
+        system = manager.plugin_system()
+        blocked = {p.name for p in system.plugins if p.blocked}
+        assert blocked == {"bad", "acme"}
+        assert "acme.ping" not in system.catalog.operations
+
+    def test_failing_plugin_is_named_in_the_error(self, site: Path) -> None:
+        """A plugin that fails to import makes a PluginError naming it, its target and its dist."""
+        make_distribution(
+            site, "broken_dist", {"broken": "broken_plugin"}, {"broken_plugin.py": "1/0\n"}
+        )
+        with pytest.raises(PluginError) as info:
+            manager.plugin_system()
+        (problem,) = info.value.problems
+        assert problem.startswith("plugin 'broken' (broken_plugin from distribution 'broken_dist')")
+        assert "ZeroDivisionError" in problem
+        assert "RESILIO_DISABLE_PLUGINS=broken" in problem
+
+    def test_missing_plugin_module_is_named(self, site: Path) -> None:
+        """An entry point whose module does not exist is reported, not a traceback."""
+        make_distribution(site, "ghost_dist", {"ghost": "ghost_module_xyz"}, {})
+        with pytest.raises(PluginError, match="plugin 'ghost'.*ModuleNotFoundError"):
+            manager.catalog()
+
+    def test_clashing_policy_type_names_both_plugins(self, site: Path) -> None:
+        """A plugin registering a taken policy type name is an error naming both plugins."""
+        make_distribution(
+            site,
+            "clash_dist",
+            {"clash": "clash_plugin"},
+            {
+                "clash_plugin.py": """
+                import resilio
+                from resilio.policies.retry import Retry
+
+                @resilio.hookimpl
+                def resilio_register_policies(registry):
+                    registry.add(Retry)
+                """
+            },
+        )
+        with pytest.raises(PluginError) as info:
+            manager.plugin_system()
+        assert info.value.problems == [
+            "plugin 'clash' registers policy type 'retry', which plugin 'resilio.builtin' "
+            "already registered"
+        ]
+
+    def test_clashing_operation_names(self) -> None:
+        """Two plugins registering the same operation name is an error."""
+
+        class One:
+            @resilio.hookimpl
+            def resilio_register_operations(self, registry: Any) -> None:
+                registry.add(resilio.Operation(name="x.op", idempotent=True))
+
+        manager.register(One(), name="one")
+        manager.register(One(), name="two")
+        with pytest.raises(PluginError, match="plugin 'two' registers operation 'x.op'.*'one'"):
+            manager.catalog()
+
+    def test_unknown_hook_is_reported(self) -> None:
+        """A hookimpl for a hook that does not exist is named in the error."""
+
+        class Typo:
+            @resilio.hookimpl
+            def resilio_register_policy(self, registry: Any) -> None:
+                """A misspelt hook."""
+
+        manager.register(Typo(), name="typo")
+        with pytest.raises(PluginError, match="plugin 'typo' implements unknown hook"):
+            manager.catalog()
+
+    def test_policy_class_breaking_the_convention(self) -> None:
+        """A policy class without options_class is refused with a message naming the plugin."""
+
+        class NoOptions(resilio.Policy):
+            kind = "no_options"
+
+            def make_layer(self, inner: Any, env: Any) -> Any:
+                return inner
+
+        class Bad:
+            @resilio.hookimpl
+            def resilio_register_policies(self, registry: Any) -> None:
+                registry.add(NoOptions)
+
+        manager.register(Bad(), name="bad")
+        with pytest.raises(PluginError, match="plugin 'bad' registers policy class.*options_class"):
+            manager.catalog()
+
+    def test_plugin_raising_in_a_hook(self) -> None:
+        """An exception inside a register hook is reported with the plugin and hook names."""
+
+        class Boom:
+            @resilio.hookimpl
+            def resilio_register_stores(self, registry: Any) -> None:
+                raise RuntimeError("no")
+
+        manager.register(Boom(), name="boom")
+        with pytest.raises(PluginError) as info:
+            manager.catalog()
+        assert info.value.problems == [
+            "plugin 'boom' failed in resilio_register_stores: RuntimeError: no"
+        ]
+
+
+class TestRuntime:
+    def test_classify_hook_is_used_on_failure(self, clock: FakeClock) -> None:
+        """resilio_classify's first non-None answer classifies a failure (here: no retry)."""
+
+        class Permanent:
+            @resilio.hookimpl
+            def resilio_classify(self, error: BaseException, context: Any) -> Any:
+                if isinstance(error, KeyError):
+                    return Classification(kind=ErrorKind.PERMANENT, reason="key")
+                return None
+
+        manager.register(Permanent(), name="permanent")
+        calls = []
+
+        def fail() -> None:
+            calls.append(1)
+            raise KeyError("k")
+
+        pipeline = Pipeline([resilio.Retry(attempts=3)], name="p", clock=clock, telemetry=False)
+        with pytest.raises(KeyError):
+            pipeline.execute(fail)
+        assert len(calls) == 1
+
+    def test_event_hook_receives_events_and_errors_are_contained(self, clock: FakeClock) -> None:
+        """Every resilio_event implementation sees events, even after another one raised."""
+        seen: list[str] = []
+
+        class Raises:
+            @resilio.hookimpl
+            def resilio_event(self, event: Any) -> None:
+                raise RuntimeError("observer bug")
+
+        class Records:
+            @resilio.hookimpl
+            def resilio_event(self, event: Any) -> None:
+                seen.append(event.name)
+
+        manager.register(Raises(), name="raises")
+        manager.register(Records(), name="records")
+        attempts = iter([ConnectionError(), None])
+
+        def flaky() -> str:
+            error = next(attempts)
+            if error is not None:
+                raise error
+            return "ok"
+
+        pipeline = Pipeline([resilio.Retry(attempts=2)], name="p", clock=clock, telemetry=False)
+        assert pipeline.execute(flaky) == "ok"
+        assert seen == ["retry.scheduled"]
+
+    def test_no_event_hook_means_nothing_to_call(self) -> None:
+        """Without resilio_event implementations, emitting only loops the global listeners."""
+        manager.plugin_system()
+        assert _runtime._event_impls == ()
+        assert _runtime._classify_hook is None
+
+    def test_broken_plugin_does_not_break_calls(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+    ) -> None:
+        """On the call path a broken plugin is logged and calls go on without plugins."""
+        site = tmp_path / "s"
+        make_distribution(site, "broken2", {"broken2": "broken2_mod"}, {"broken2_mod.py": "1/0"})
+        monkeypatch.syspath_prepend(str(site))
+        pipeline = Pipeline([resilio.Retry(attempts=2)], name="p", clock=clock, telemetry=False)
+        with pytest.raises(ValueError, match="x"):
+            pipeline.execute(_raise_value_error)
+        assert _runtime._loaded is True
+
+    def test_operation_classifier_and_idempotence(self, clock: FakeClock) -> None:
+        """A registered operation's classifier applies and its idempotence fills the context."""
+        seen: list[Any] = []
+
+        def classify(error: BaseException, context: Any) -> Classification:
+            seen.append(context.idempotent)
+            return Classification(kind=ErrorKind.AMBIGUOUS)
+
+        class Ops:
+            @resilio.hookimpl
+            def resilio_register_operations(self, registry: Any) -> None:
+                registry.add(resilio.Operation(name="x.put", idempotent=True, classifier=classify))
+
+        manager.register(Ops(), name="ops")
+        calls = []
+
+        def put() -> None:
+            calls.append(1)
+            raise OSError("reset")
+
+        pipeline = Pipeline([resilio.Retry(attempts=3)], name="p", clock=clock, telemetry=False)
+        with pytest.raises(OSError):
+            pipeline.execute(put, context=Context("x.put"))
+        assert len(calls) == 3  # AMBIGUOUS but idempotent: retried
+        assert seen[0] is True
+
+
+def _raise_value_error() -> None:
+    raise ValueError("x")
