@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 
-class CustomerIOError(ResilioError, CustomerIOException):
+class CustomerIOError(ResilioError, CustomerIOException):  # type: ignore[misc]
     """A Customer.io call failed; the message names operation, status and reason only.
 
     Args:
