@@ -203,13 +203,16 @@ class Converter:
     def _float(self, value: Any, name: str) -> float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        if isinstance(value, str) and is_duration_field(name, float):
+        if is_duration_field(name, float):
             return self._duration(value)
         raise InvalidValueError(f"expected a number, found {found(value)}")
 
     def _duration(self, value: Any) -> float:
-        if isinstance(value, bool):
-            raise InvalidValueError(f"expected a duration, found {found(value)}")
+        if isinstance(value, bool) or not isinstance(value, str | int | float | timedelta):
+            raise InvalidValueError(
+                "expected a duration like 200ms, 10s, 5m, 1h or a number of seconds, "
+                f"found {found(value)}"
+            )
         try:
             return parse_duration(value)
         except ValueError as exc:

@@ -1,0 +1,322 @@
+"""Tests of loading configurations: pipelines built, and every problem with its exact location."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import resilio
+from resilio import ConfigError
+from resilio.config import NotRegisteredError, load_config
+from resilio.policies.retry import Retry
+from resilio.policies.timeout import Timeout
+from tests.config.conftest import Color, Counter, Dummy
+
+Write = Callable[..., Path]
+
+
+def problems_of(source: object, **kw: object) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(source, telemetry=False, **kw)  # type: ignore[arg-type]
+    return info.value.problems
+
+
+class TestBuilding:
+    def test_spec_example_builds_pipeline_in_order(self, write: Write) -> None:
+        """The issue's example builds one pipeline with the policies outermost first."""
+        path = write(
+            """
+            version: 1
+            defaults:
+              retry: {attempts: 3}
+            policies:
+              cio: {circuit_breaker: {failure_threshold: 5, break_duration: 30s}}
+            pipelines:
+              orders.create:
+                - timeout: 10s
+                - retry: {attempts: 5, backoff: {kind: exponential, initial: 200ms, max: 10s, jitter: full}}
+                - circuit_breaker: {ref: cio}
+                - timeout: 2s
+            """
+        )
+        registry = load_config(path, telemetry=False)
+        pipeline = registry.pipeline("orders.create")
+        assert isinstance(pipeline, resilio.Pipeline)
+        kinds = [p.kind for p in pipeline.policies]
+        assert kinds == ["timeout", "retry", "circuit_breaker", "timeout"]
+        outer, retry, breaker, inner = pipeline.policies
+        assert outer.options.seconds == 10.0
+        assert inner.options.seconds == 2.0
+        assert retry.options.attempts == 5
+        assert retry.options.backoff == resilio.backoff.Exponential(initial=0.2, max=10.0)
+        assert breaker is registry.policy("cio")
+        assert breaker.name == "cio"
+        assert breaker.options.break_duration == 30.0
+
+    def test_defaults_merge_and_entry_wins(self) -> None:
+        """defaults are merged into every policy of that type; the entry's own values win."""
+        registry = load_config(
+            {
+                "defaults": {"retry": {"attempts": 4, "max_delay": "5s"}},
+                "pipelines": {"a": [{"retry": {"attempts": 2}}], "b": [{"retry": None}]},
+            },
+            telemetry=False,
+        )
+        a = registry.pipeline("a").policies[0]
+        b = registry.pipeline("b").policies[0]
+        assert (a.options.attempts, a.options.max_delay) == (2, 5.0)
+        assert (b.options.attempts, b.options.max_delay) == (4, 5.0)
+
+    def test_env_references_are_substituted(self, write: Write) -> None:
+        """${VAR} and ${VAR:-default} are replaced, and a plain scalar keeps its YAML type."""
+        path = write(
+            """
+            pipelines:
+              p:
+                - retry:
+                    attempts: ${ATTEMPTS}
+                    max_delay: ${MAX_DELAY:-2s}
+                  
+            """
+        )
+        registry = load_config(path, telemetry=False, environ={"ATTEMPTS": "7"})
+        retry = registry.pipeline("p").policies[0]
+        assert (retry.options.attempts, retry.options.max_delay) == (7, 2.0)
+
+    def test_policy_name_key(self) -> None:
+        """A 'name' key names the policy instead of becoming an option."""
+        registry = load_config(
+            {"pipelines": {"p": [{"timeout": {"seconds": 1, "name": "overall"}}]}}, telemetry=False
+        )
+        assert registry.pipeline("p").policies[0].name == "overall"
+
+    def test_dummy_policy_types_convert(self, dummy_plugin: object) -> None:
+        """Every supported option type converts: int, duration, bool, literal, tuple, enum."""
+        registry = load_config(
+            """
+            pipelines:
+              p:
+                - dummy: {count: 2, wait: 1.5m, enabled: false, mode: slow, label: x,
+                          tags: [a, b], color: blue}
+            """,
+            telemetry=False,
+        )
+        options = registry.pipeline("p").policies[0].options
+        assert options.count == 2
+        assert options.wait == 90.0
+        assert options.enabled is False
+        assert options.mode == "slow"
+        assert options.tags == ("a", "b")
+        assert options.color is Color.BLUE
+        assert isinstance(registry.pipeline("p").policies[0], Dummy)
+
+    def test_unknown_pipeline_suggests(self) -> None:
+        """An unknown pipeline name is a NotRegisteredError with close matches."""
+        registry = load_config({"pipelines": {"orders.create": []}}, telemetry=False)
+        with pytest.raises(NotRegisteredError, match=r"did you mean 'orders.create'\?"):
+            registry.pipeline("orders.creat")
+
+
+def test_shared_ref_is_one_object_in_two_pipelines(dummy_plugin: object) -> None:
+    """Two pipelines referring to one shared policy get the same instance (and its state)."""
+    registry = load_config(
+        {
+            "policies": {"c": {"counter": {"limit": 2}}},
+            "pipelines": {"a": [{"counter": {"ref": "c"}}], "b": [{"counter": {"ref": "c"}}]},
+        },
+        telemetry=False,
+    )
+    a = registry.pipeline("a").policies[0]
+    b = registry.pipeline("b").policies[0]
+    assert a is b is registry.policy("c")
+    assert isinstance(a, Counter)
+    registry.pipeline("a").execute(lambda: None)
+    registry.pipeline("b").execute(lambda: None)
+    assert a.calls == 2
+
+
+class TestProblems:
+    def test_every_problem_is_reported_at_once_with_locations(self, write: Write) -> None:
+        """All mistakes of a file come in one ConfigError, each with line, column and key path."""
+        path = write(
+            """
+            version: 1
+            pipelines:
+              orders.create:
+                - timeout: 10s
+                - retry: {attempts: three}
+                - retyr: {}
+                - retry: {atempts: 2}
+                - timeout: soon
+            """
+        )
+        problems = problems_of(path)
+        assert problems == [
+            f"{path}:5:25: pipelines.orders.create[1].retry.attempts: "
+            "expected an integer, found 'three'",
+            f"{path}:6:7: pipelines.orders.create[2].retyr: "
+            "unknown policy type 'retyr' (did you mean 'retry'?)",
+            f"{path}:7:15: pipelines.orders.create[3].retry.atempts: "
+            "unknown option 'atempts' (did you mean 'attempts'?)",
+            f"{path}:8:16: pipelines.orders.create[4].timeout.seconds: "
+            "expected a duration like 200ms, 10s, 5m, 1h or a number of seconds, found 'soon'",
+        ]
+
+    def test_str_lists_every_problem(self, write: Write) -> None:
+        """str(ConfigError) has a header line and one line per problem."""
+        path = write("pipelines:\n  p:\n    - retry: {attempts: 0}\n    - nope: 1\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path, telemetry=False)
+        lines = str(info.value).splitlines()
+        assert lines[0] == f"2 problems in {path}:"
+        assert len(lines) == 3
+
+    def test_validator_message_points_at_the_field(self, write: Write) -> None:
+        """A policy's own validator error is placed at the option it names."""
+        path = write("pipelines:\n  p:\n    - retry: {attempts: 0}\n")
+        assert problems_of(path) == [
+            f"{path}:3:25: pipelines.p[0].retry.attempts: retry attempts must be an integer "
+            ">= 1, got 0"
+        ]
+
+    def test_missing_env_variable_is_named_with_its_location(self, write: Write) -> None:
+        """A missing ${VAR} without default names the variable and where it is."""
+        path = write("pipelines:\n  p:\n    - timeout:\n        seconds: ${NOT_SET_VAR}\n")
+        assert problems_of(path, environ={}) == [
+            f"{path}:4:18: pipelines.p[0].timeout.seconds: environment variable NOT_SET_VAR "
+            "is not set (use ${NOT_SET_VAR:-default} for a default)",
+            f"{path}:4:18: pipelines.p[0].timeout.seconds: expected a duration like 200ms, 10s, "
+            "5m, 1h or a number of seconds, found null",
+        ]
+
+    def test_duplicate_keys_are_rejected(self, write: Write) -> None:
+        """A key given twice in one mapping is an error at the second one."""
+        path = write("pipelines:\n  p: []\n  p: []\n")
+        assert problems_of(path) == [f"{path}:3:3: pipelines.p: duplicate key 'p' (first at line 2)"]
+
+    def test_invalid_yaml_has_a_location(self, write: Write) -> None:
+        """A YAML syntax error is reported with its line and column."""
+        path = write("pipelines:\n  p: [\n")
+        (problem,) = problems_of(path)
+        assert problem.startswith(f"{path}:3:1: (top level): invalid YAML:")
+
+    def test_unknown_section_and_version(self, write: Write) -> None:
+        """Unknown top-level keys and a wrong version are reported."""
+        path = write("version: 2\npipeline: {}\n")
+        assert problems_of(path) == [
+            f"{path}:2:1: pipeline: unknown section 'pipeline' (did you mean 'pipelines'?)",
+            f"{path}:1:10: version: expected 1, found 2",
+            f"{path}:1:1: (top level): missing section 'pipelines'",
+        ]
+
+    def test_wrong_ref_kind_and_unknown_ref(self, write: Write) -> None:
+        """A ref must name a shared policy of the same type."""
+        path = write(
+            """
+            policies:
+              t: {timeout: 1s}
+            pipelines:
+              p:
+                - retry: {ref: t}
+                - timeout: {ref: tt}
+                - timeout: {ref: t, seconds: 2}
+            """
+        )
+        assert problems_of(path) == [
+            f"{path}:5:20: pipelines.p[0].retry.ref: shared policy 't' is a timeout, not a retry",
+            f"{path}:6:22: pipelines.p[1].timeout.ref: unknown shared policy 'tt' "
+            "(did you mean 't'?) (see 'policies')",
+            f"{path}:7:25: pipelines.p[2].timeout.seconds: a {{ref: ...}} entry takes no other "
+            "option, found 'seconds'; configure the shared policy under 'policies'",
+        ]
+
+    def test_entry_shape_errors(self, write: Write) -> None:
+        """An entry must be a one-key mapping; a pipeline must be a list."""
+        path = write("pipelines:\n  p:\n    - retry\n    - {retry: {}, timeout: 1}\n  q: 3\n")
+        assert problems_of(path) == [
+            f"{path}:3:7: pipelines.p[0]: expected a mapping with one policy type "
+            "(like 'retry: {attempts: 3}'), found 'retry'",
+            f"{path}:4:7: pipelines.p[1]: expected a mapping with one policy type "
+            "(like 'retry: {attempts: 3}'), found 2 keys",
+            f"{path}:5:6: pipelines.q: expected a list of policies, found 3",
+        ]
+
+    def test_defaults_errors_point_at_defaults(self, write: Write) -> None:
+        """A bad value merged from defaults is reported once, where it is in defaults."""
+        path = write(
+            """
+            defaults:
+              retry: {attempts: x}
+            pipelines:
+              a: [{retry: {}}]
+              b: [{retry: {}}]
+            """
+        )
+        assert problems_of(path) == [
+            f"{path}:2:21: defaults.retry.attempts: expected an integer, found 'x'"
+        ]
+
+    def test_unknown_store_and_kind(self, write: Write) -> None:
+        """A store of unknown kind, and a policy naming an unknown store, are reported."""
+        path = write(
+            """
+            stores:
+              mem: {kind: memroy}
+            pipelines:
+              p:
+                - circuit_breaker: {store: redis}
+            """
+        )
+        problems = problems_of(path)
+        assert problems[0].startswith(
+            f"{path}:2:15: stores.mem.kind: expected a store kind (memory"
+        )
+        assert problems[0].endswith("found 'memroy' (did you mean 'memory'?)")
+        assert problems[1] == (
+            f"{path}:5:32: pipelines.p[0].circuit_breaker.store: unknown store 'redis' "
+            "(see 'stores')"
+        )
+
+    def test_dict_source_has_key_paths(self) -> None:
+        """A dict configuration reports key paths without line numbers."""
+        assert problems_of({"pipelines": {"p": [{"retry": {"attempts": "x"}}]}}) == [
+            "<dict>: pipelines.p[0].retry.attempts: expected an integer, found 'x'"
+        ]
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A file that cannot be read is a ConfigError naming it."""
+        (problem,) = problems_of(tmp_path / "nope.yaml")
+        assert problem.startswith(f"{tmp_path / 'nope.yaml'}: (top level): cannot read the file")
+
+    def test_required_option_missing(self, dummy_plugin: object) -> None:
+        """A required option that is missing is reported."""
+        assert problems_of({"pipelines": {"p": [{"counter": {}}]}}) == [
+            "<dict>: pipelines.p[0].counter: missing required option 'limit'"
+        ]
+
+
+class TestStores:
+    def test_memory_store_is_shared_by_name(self) -> None:
+        """Two breakers naming one memory store get the same in-memory breaker store."""
+        registry = load_config(
+            {
+                "stores": {"local": {"kind": "memory"}},
+                "pipelines": {
+                    "a": [{"circuit_breaker": {"store": "local"}}],
+                    "b": [{"circuit_breaker": {"store": "local"}}],
+                },
+            },
+            telemetry=False,
+        )
+        a = registry.pipeline("a").policies[0].options.store
+        b = registry.pipeline("b").policies[0].options.store
+        assert a is b
+        assert type(a).__name__ == "MemoryBreakerStore"
+
+
+def test_retry_and_timeout_types() -> None:
+    """The built-in classes are what the YAML names map to."""
+    registry = load_config({"pipelines": {"p": [{"timeout": 1}, {"retry": {}}]}}, telemetry=False)
+    assert [type(p) for p in registry.pipeline("p").policies] == [Timeout, Retry]
