@@ -182,7 +182,7 @@ class Bulkhead(Policy):
             return False
 
     def _timeout(self, ctx: Context) -> float | None:
-        timeout = self.options.queue_timeout
+        timeout: float | None = self.options.queue_timeout
         remaining = ctx.remaining() if ctx.deadline is not None else None
         if remaining is not None:
             remaining = max(remaining, 0.0)
