@@ -405,10 +405,11 @@ _CALLS: dict[str, Callable[[Mapping[str, Any], list[str]], _Call]] = {
         (str(f["anonymous_id"]),),
         _event_kwargs(f, ids),
     ),
+    # The client's pageview() cannot carry an event id: send it as a v2 "page" operation.
     "pageview": lambda f, ids: (
-        "track",
-        (str(f["id"]),),
-        _event_kwargs({**f, "name": f["page"]}, ids),
+        "batch",
+        ([_v2_event(f, ids[0] if ids else None, "page", f["page"])],),
+        {},
     ),
     "backfill": lambda f, ids: ("track", (str(f["id"]),), _event_kwargs(f, ids)),
     "delete": lambda f, _: ("delete", (str(f["id"]),), {}),
