@@ -194,7 +194,9 @@ class TestProblems:
     def test_duplicate_keys_are_rejected(self, write: Write) -> None:
         """A key given twice in one mapping is an error at the second one."""
         path = write("pipelines:\n  p: []\n  p: []\n")
-        assert problems_of(path) == [f"{path}:3:3: pipelines.p: duplicate key 'p' (first at line 2)"]
+        assert problems_of(path) == [
+            f"{path}:3:3: pipelines.p: duplicate key 'p' (first at line 2)"
+        ]
 
     def test_invalid_yaml_has_a_location(self, write: Write) -> None:
         """A YAML syntax error is reported with its line and column."""

@@ -76,7 +76,9 @@ class TestDiscovery:
         assert manager._system is None
         assert _runtime._loaded is False
 
-    def test_blocked_plugin_is_not_loaded(self, site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_blocked_plugin_is_not_loaded(
+        self, site: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """RESILIO_DISABLE_PLUGINS blocks a plugin by name, even one that would fail to import."""
         make_distribution(site, "bad_dist", {"bad": "no_such_module_xyz"}, {})
         make_distribution(
