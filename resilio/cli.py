@@ -43,7 +43,10 @@ def _print_problems(args: argparse.Namespace, problems: list[str], what: str) ->
 
 
 def _option_text(config: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in config.items())
+    def show(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value, default=repr)
+
+    return ", ".join(f"{k}={show(v)}" for k, v in config.items())
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -1,0 +1,117 @@
+"""Tests of the resilio command: check, schema, plugins, help and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from resilio.cli import main
+
+Write = Callable[..., Path]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class TestCheck:
+    def test_valid_file_prints_pipelines(self, write: Write, capsys: pytest.CaptureFixture[str]) -> None:
+        """check prints each pipeline's policies in order and exits 0."""
+        path = write(
+            """
+            policies:
+              t: {timeout: 5s}
+            pipelines:
+              orders.create:
+                - timeout: 10s
+                - retry: {attempts: 5}
+                - timeout: {ref: t}
+            """
+        )
+        assert main(["check", str(path)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out == [
+            f"{path}: OK, 1 pipeline(s)",
+            "orders.create:",
+            "  1. timeout: seconds=10s",
+            "  2. retry: attempts=5",
+            "  3. timeout 't' (shared: t): seconds=5s",
+        ]
+
+    def test_invalid_file_prints_every_problem_and_exits_1(
+        self, write: Write, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """check lists all problems on stderr, without a traceback, and exits 1."""
+        path = write("pipelines:\n  p:\n    - retry: {attempts: x}\n    - retyr: {}\n")
+        assert main(["check", str(path)]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert err[0] == f"{path}: invalid: 2 problems"
+        assert err[1] == f"  {path}:3:25: pipelines.p[0].retry.attempts: expected an integer, found 'x'"
+        assert "Traceback" not in "\n".join(err)
+
+
+def test_schema_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """schema prints a draft 2020-12 JSON Schema with the policy types."""
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert "policy.retry" in schema["$defs"]
+
+
+def test_plugins_lists_builtin(capsys: pytest.CaptureFixture[str]) -> None:
+    """plugins lists the built-in plugin with its hooks and policy types."""
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("resilio.builtin: builtin\n  hooks: resilio_register_policies, ")
+    assert "  policy types: fallback, timeout, retry" in out
+
+
+def test_plugins_reports_a_broken_plugin(capsys: pytest.CaptureFixture[str]) -> None:
+    """plugins exits 1 and names a plugin that fails."""
+    from resilio.plugins import manager
+
+    class Boom:
+        import resilio
+
+        @resilio.hookimpl
+        def resilio_register_stores(self, registry: object) -> None:
+            raise RuntimeError("down")
+
+    manager.register(Boom(), name="boom")
+    assert main(["plugins"]) == 1
+    assert "plugin 'boom' failed in resilio_register_stores" in capsys.readouterr().err
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a subcommand the help is printed and the exit status is 2."""
+    assert main([]) == 2
+    assert "check" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["check", "--help"], ["schema", "--help"], ["plugins", "--help"]])
+def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """--help works for the command and every subcommand."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    assert "usage: resilio" in capsys.readouterr().out
+
+
+def test_python_dash_m(write: Write) -> None:
+    """python -m resilio check runs as a process and exits 1 on an invalid file."""
+    path = write("pipelines: {p: [{nope: 1}]}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "resilio", "check", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "unknown policy type 'nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr
