@@ -20,6 +20,9 @@ from resilio.config.problems import KeyPath, Location, Problems
 __all__ = ["Document", "read_source"]
 
 
+_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 class _Loader(yaml.SafeLoader):
     """A safe loader; scalars are constructed one at a time by :func:`_walk`."""
 
@@ -102,6 +105,9 @@ def _walk(
     problems.mark(path, Location(node.start_mark.line + 1, node.start_mark.column + 1))
     if id(node) in active:
         problems.add(path, "a YAML alias refers to itself (recursive structure)")
+        return None
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _COLLECTION_TAGS:
+        problems.add(path, f"unsupported YAML tag {node.tag!r}")
         return None
     if isinstance(node, yaml.MappingNode):
         active.add(id(node))
