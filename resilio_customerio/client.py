@@ -111,7 +111,9 @@ class ResilientCustomerIO:
         buffer: Group ``identify`` and ``track`` calls into v2 batches in the background:
             ``True`` or :class:`~resilio_customerio.batching.BatchBuffer` options.
         replay: Register this adapter as the client outbox replays use.
-        telemetry: Trace and log pipeline executions.
+        telemetry: Trace and log pipeline executions (never with payloads).
+        tracer_provider: OpenTelemetry tracer provider (default: the global one).
+        meter_provider: OpenTelemetry meter provider (default: the global one).
 
     Raises:
         ConfigError: If the configuration is invalid.
@@ -139,6 +141,8 @@ class ResilientCustomerIO:
         buffer: bool | Mapping[str, Any] = False,
         replay: bool = True,
         telemetry: bool = True,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         self.region: Region = resolve_region(
             region, site_id=site_id, api_key=api_key, host=host, port=port, timeout=timeout
@@ -171,6 +175,7 @@ class ResilientCustomerIO:
             )
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self._telemetry = telemetry
+        self._providers = {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
         ensure_plugin()
         state = load(config, self._make_pipeline)
         built: dict[str, Pipeline] = dict(state.pipelines)
@@ -211,6 +216,7 @@ class ResilientCustomerIO:
             clock=self.clock,
             classifier=pipeline_classifier,
             telemetry=self._telemetry,
+            **self._providers,
         )
 
     def _with_outbox(self, name: str, pipeline: Pipeline) -> Pipeline:
