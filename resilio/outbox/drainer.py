@@ -107,6 +107,14 @@ class DrainReport:
         return self.delivered + self.retried + self.dead
 
 
+class _UnrunnableError(Exception):
+    """An item cannot be replayed here: its operation, handler or pipeline is missing."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class _GraceExpired(BaseException):
     """Raised in the draining thread when the shutdown grace period is over."""
 
@@ -169,9 +177,17 @@ class Drainer:
     # -- one item ----------------------------------------------------------------------------
 
     def _resolve(self, item: OutboxItem) -> tuple[Any, Any, Context]:
-        op = self.registry.operation(item.operation)
-        pipeline_name = getattr(op, "pipeline", None)
-        pipeline = self.registry.pipeline(pipeline_name) if pipeline_name else None
+        try:
+            op = self.registry.operation(item.operation)
+        except LookupError:
+            raise _UnrunnableError("unknown operation") from None
+        if getattr(op, "handler", None) is None:
+            raise _UnrunnableError("operation has no handler")
+        pipeline_name = getattr(op, "pipeline_name", None) or getattr(op, "pipeline", None)
+        try:
+            pipeline = self.registry.pipeline(pipeline_name) if pipeline_name else None
+        except LookupError:
+            raise _UnrunnableError("unknown pipeline") from None
         ctx = Context(
             operation=item.operation,
             idempotency_key=item.idempotency_key,
@@ -239,9 +255,9 @@ class Drainer:
             return
         try:
             op, pipeline, ctx = self._resolve(item)
-        except LookupError:
-            c = Classification(kind=ErrorKind.PERMANENT, reason="unknown operation")
-            self._record(item, LookupError(), c, report)
+        except _UnrunnableError as exc:
+            c = Classification(kind=ErrorKind.PERMANENT, reason=exc.reason)
+            self._record(item, exc, c, report)
             return
         try:
             if pipeline is None:
@@ -273,9 +289,9 @@ class Drainer:
             return
         try:
             op, pipeline, ctx = self._resolve(item)
-        except LookupError:
-            c = Classification(kind=ErrorKind.PERMANENT, reason="unknown operation")
-            await asyncio.to_thread(self._record, item, LookupError(), c, report)
+        except _UnrunnableError as exc:
+            c = Classification(kind=ErrorKind.PERMANENT, reason=exc.reason)
+            await asyncio.to_thread(self._record, item, exc, c, report)
             return
         try:
             if pipeline is None:

@@ -20,7 +20,14 @@ from typing import Any
 from resilio.errors import ConfigError
 from resilio.stores.memory import MemoryBreakerStore, MemoryIdempotencyStore, MemoryRateLimitStore
 
-__all__ = ["MemoryStore", "StoreFactory", "make_store", "register_store_kind", "store_kinds"]
+__all__ = [
+    "MemoryStore",
+    "StoreFactory",
+    "make_store",
+    "register_store_kind",
+    "register_store_kinds",
+    "store_kinds",
+]
 
 StoreFactory = Callable[[Mapping[str, Any]], object]
 """Makes a store from the options of its mapping (everything but ``kind``)."""
@@ -130,3 +137,15 @@ def make_store(spec: Mapping[str, Any]) -> object:
     if factory is None:
         raise ConfigError(f"unknown store kind {kind!r} (known: {', '.join(store_kinds())})")
     return factory(options)
+
+
+def register_store_kinds(registry: Any) -> None:
+    """Add the ``sqlite`` and ``redis`` kinds to a plugin catalog's store-kind registry.
+
+    The catalog calls factories as ``factory(**options)``; ``memory`` is registered by the
+    built-in plugin itself.
+    """
+    for kind in ("sqlite", "redis"):
+        if kind not in registry:
+            factory = _KINDS[kind]
+            registry.add(kind, lambda _f=factory, **options: _f(options))

@@ -332,3 +332,33 @@ class TestRun:
         await asyncio.wait_for(task, 5)
         [item] = outbox.items("pending")
         assert item.attempts == 0
+
+
+def test_real_operation_uses_its_pipeline_name(
+    outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+) -> None:
+    """An Operation without an explicit pipeline replays through the pipeline named after it."""
+    from resilio._operation import Operation
+    from resilio._pipeline import Pipeline
+
+    seen: list[Any] = []
+    registry.operations["mail.send"] = Operation(  # type: ignore[assignment]
+        name="mail.send", idempotent=True, handler=seen.append
+    )
+    registry.pipelines["mail.send"] = Pipeline([], name="mail.send", telemetry=False)
+    fill(outbox, 1, op="mail.send")
+    assert Drainer(outbox, registry, clock=clock).drain_once().delivered == 1
+    assert seen == [{"n": 0}]
+
+
+def test_operation_without_handler_or_pipeline_is_dead(
+    outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+) -> None:
+    """Items whose operation has no handler, or an unknown pipeline, are dead with a reason."""
+    registry.add("nohandler", None)  # type: ignore[arg-type]
+    registry.add("nopipe", lambda p: None, pipeline="missing")
+    fill(outbox, 1, op="nohandler")
+    fill(outbox, 1, op="nopipe")
+    assert Drainer(outbox, registry, clock=clock).drain_once().dead == 2
+    reasons = sorted(i.error_reason or "" for i in outbox.items("dead"))
+    assert reasons == ["operation has no handler", "unknown pipeline"]

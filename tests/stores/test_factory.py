@@ -66,3 +66,15 @@ def test_register_kind() -> None:
     assert make_store({"kind": "custom-test", "x": 1}) == (sentinel, {"x": 1})
     with pytest.raises(ValueError, match="already registered"):
         register_store_kind("custom-test", lambda options: None)
+
+
+def test_register_store_kinds_into_a_catalog(tmp_path: Path) -> None:
+    """register_store_kinds adds sqlite and redis to a catalog called as factory(**options)."""
+    from resilio.plugins.catalog import StoreKindRegistry
+    from resilio.stores.factory import register_store_kinds
+
+    registry = StoreKindRegistry()
+    register_store_kinds(registry)
+    store = registry.get("sqlite")(path=str(tmp_path / "c.db"))
+    assert isinstance(store, SQLiteStore)
+    assert isinstance(registry.get("redis")(url="redis://127.0.0.1:1/0"), RedisStore)

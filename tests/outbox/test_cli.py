@@ -1,0 +1,116 @@
+"""The `resilio outbox` command: stats, list, dead, requeue, purge and drain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resilio.classify import Classification, ErrorKind
+from resilio.outbox import Outbox
+from resilio.outbox import cli as outbox_cli
+from tests.outbox._fakes import FakeRegistry
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="resilio")
+    outbox_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(list(argv))
+    return int(args.func(args))
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    """A SQLite outbox with two pending items and one dead one."""
+    path = str(tmp_path / "o.db")
+    box = Outbox.sqlite(path)
+    box.enqueue(operation="send", payload={"email": "c@example.com"}, idempotency_key="k3")
+    [item] = box.backend.lease(1, box.clock.time(), 30)
+    box.backend.bury(item, box.clock.time(), "permanent", "http 400")
+    box.enqueue(
+        operation="send",
+        payload={"email": "a@example.com"},
+        idempotency_key="k1",
+        classification=Classification(kind=ErrorKind.TRANSIENT, reason="http 503"),
+    )
+    box.enqueue(operation="send", payload={"email": "b@example.com"}, idempotency_key="k2")
+    box.close()
+    return path
+
+
+def test_stats(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """stats --json prints the count of each state."""
+    assert run("outbox", "stats", "--sqlite", db, "--json") == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["pending"], row["dead"], row["leased"], row["done"]) == (2, 1, 0, 0)
+
+
+def test_list_hides_payloads_by_default(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """list shows items without their payloads unless --show-payload is given."""
+    assert run("outbox", "list", "--sqlite", db) == 0
+    out = capsys.readouterr().out
+    assert "example.com" not in out
+    assert "2 item(s)" in out
+    assert "transient: http 503" in out
+    assert run("outbox", "list", "--sqlite", db, "--show-payload") == 0
+    assert "b@example.com" in capsys.readouterr().out
+
+
+def test_dead_requeue_purge(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """dead lists dead items; requeue --all revives them; purge deletes done items."""
+    assert run("outbox", "dead", "--sqlite", db, "--json") == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (row["error_kind"], row["error_reason"]) == ("permanent", "http 400")
+    assert "payload" not in row
+    assert run("outbox", "requeue", "--sqlite", db, row["item_id"]) == 0
+    assert "requeued 1" in capsys.readouterr().out
+    assert run("outbox", "purge", "--sqlite", db, "--state", "done") == 0
+    assert "purged 0 done" in capsys.readouterr().out
+    assert Outbox.sqlite(db).stats().pending == 3
+
+
+def test_requeue_needs_ids_or_all(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """requeue without ids or --all is a usage error (exit 2)."""
+    assert run("outbox", "requeue", "--sqlite", db) == 2
+    assert "--all" in capsys.readouterr().err
+
+
+def test_no_outbox_given(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --config, --sqlite or --redis the command says what to give."""
+    assert run("outbox", "stats") == 2
+    assert "--config" in capsys.readouterr().err
+
+
+def test_config_outbox_section(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--config reads the outbox from the YAML 'outbox:' section."""
+    config = tmp_path / "resilio.yaml"
+    config.write_text(
+        f"outbox:\n  kind: sqlite\n  path: {db}\npipelines:\n  p:\n    - timeout: 1s\n"
+    )
+    assert run("outbox", "stats", "--config", str(config), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["pending"] == 2
+
+
+@pytest.mark.redis
+def test_redis_outbox(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--redis URL --name N opens that Redis outbox."""
+    Outbox.redis(redis_url, name="cli").enqueue(operation="op", payload=1, idempotency_key="k")
+    assert run("outbox", "stats", "--redis", redis_url, "--name", "cli", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["pending"] == 1
+
+
+def test_drain(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """drain replays due items through the configuration's operations."""
+    seen: list[Any] = []
+    registry = FakeRegistry()
+    registry.add("send", seen.append)
+    monkeypatch.setattr(outbox_cli, "_registry", lambda args: registry)
+    assert run("outbox", "drain", "--config", "x.yaml", "--sqlite", db) == 0
+    assert "delivered 2" in capsys.readouterr().out
+    assert len(seen) == 2
+    assert run("outbox", "drain", "--sqlite", db) == 2
