@@ -20,12 +20,14 @@ How the deadline is enforced depends on how the call runs:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import copy
 import math
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -106,14 +108,81 @@ class Timeout(Policy):
         return _TimeoutLayer(inner, env, self)
 
 
+_WATCHING, _DONE, _FIRED = "watching", "done", "fired"
+
+
+class _Watch:
+    """One async call under a timeout: its task, its deadline (loop time) and its state."""
+
+    __slots__ = ("deadline", "state", "task")
+
+    def __init__(self, task: asyncio.Task[Any], deadline: float) -> None:
+        self.task: asyncio.Task[Any] | None = task
+        self.deadline = deadline
+        self.state = _WATCHING
+
+
+class _Watchdog:
+    """Cancels the tasks of one timeout layer on one event loop when their deadlines pass.
+
+    A layer's deadlines arrive in order (same timeout, monotonic loop time), so a FIFO holds
+    them sorted and one timer, set for the oldest, serves them all: a call that finishes in time
+    only flags its entry, instead of scheduling and cancelling a timer of its own.
+    Used from its loop's thread only.
+    """
+
+    __slots__ = ("_entries", "_handle", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._entries: collections.deque[_Watch] = collections.deque()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def watch(self, task: asyncio.Task[Any], deadline: float) -> _Watch | None:
+        """Start watching a task; ``None`` if its deadline is earlier than one already queued."""
+        entries = self._entries
+        while entries and entries[0].state is not _WATCHING:
+            entries.popleft()
+        if entries and deadline < entries[-1].deadline:
+            return None
+        entry = _Watch(task, deadline)
+        entries.append(entry)
+        if self._handle is None:
+            self._handle = self._loop.call_at(deadline, self._fire)
+        return entry
+
+    def _fire(self) -> None:
+        self._handle = None
+        now = self._loop.time()
+        entries = self._entries
+        while entries:
+            entry = entries[0]
+            if entry.state is _WATCHING:
+                if entry.deadline > now:
+                    self._handle = self._loop.call_at(entry.deadline, self._fire)
+                    return
+                entry.state = _FIRED
+                if entry.task is not None:
+                    entry.task.cancel()
+            entries.popleft()
+
+
+_WATCHDOGS_LOCK = threading.Lock()
+_NO_LOOP: tuple[Any, Any] = (None, None)
+
+
 class _TimeoutLayer(Layer):
-    __slots__ = ("_monotonic", "_name", "_seconds")
+    __slots__ = ("_monotonic", "_name", "_seconds", "_watchdog", "_watchdogs")
 
     def __init__(self, inner: Layer, env: Env, policy: Timeout) -> None:
         super().__init__(inner, env, policy)
         self._seconds = policy.options.seconds
         self._name = policy.name
         self._monotonic = env.clock.monotonic
+        self._watchdog: tuple[Any, Any] = _NO_LOOP
+        self._watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def run(self, fn: Callable[..., Any], args: Args, kwargs: Kwargs, ctx: Context) -> Any:
         now = self._monotonic()
@@ -135,12 +204,48 @@ class _TimeoutLayer(Layer):
         now = self._monotonic()
         previous = ctx.deadline
         deadline = now + self._seconds
-        if previous is not None and previous < deadline:
-            if previous <= now:
+        tighter = previous is not None and previous < deadline
+        if tighter:
+            if previous <= now:  # type: ignore[operator]
                 return self._expired(ctx, started=False)
-            deadline = previous
+            deadline = previous  # type: ignore[assignment]
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        entry = None
+        if not tighter and task is not None:
+            cache = self._watchdog
+            watchdog = cache[1] if cache[0] is loop else self._watchdog_for(loop)
+            entry = watchdog.watch(task, loop.time() + (deadline - now))
         ctx.deadline = deadline
-        scope = asyncio.timeout(deadline - now)
+        if entry is None:
+            return await self._run_scoped(fn, args, kwargs, ctx, deadline - now, previous)
+        cancelling = task.cancelling()  # type: ignore[union-attr]
+        try:
+            result = await self.inner.run_async(fn, args, kwargs, ctx)
+        except asyncio.CancelledError:
+            if entry.state is _FIRED and task.uncancel() <= cancelling:  # type: ignore[union-attr]
+                return self._expired(ctx, started=True)
+            raise
+        finally:
+            if entry.state is _WATCHING:
+                entry.state = _DONE
+            entry.task = None
+            ctx.deadline = previous
+        if entry.state is _FIRED:  # the call swallowed our cancellation and returned
+            task.uncancel()  # type: ignore[union-attr]
+        return result
+
+    async def _run_scoped(
+        self,
+        fn: Callable[..., Any],
+        args: Args,
+        kwargs: Kwargs,
+        ctx: Context,
+        left: float,
+        previous: float | None,
+    ) -> Any:
+        # Used under a tighter outer deadline, where deadlines may arrive out of order.
+        scope = asyncio.timeout(left)
         try:
             async with scope:
                 return await self.inner.run_async(fn, args, kwargs, ctx)
@@ -150,6 +255,14 @@ class _TimeoutLayer(Layer):
             return self._expired(ctx, started=True)
         finally:
             ctx.deadline = previous
+
+    def _watchdog_for(self, loop: asyncio.AbstractEventLoop) -> _Watchdog:
+        with _WATCHDOGS_LOCK:
+            watchdog = self._watchdogs.get(loop)
+            if watchdog is None:
+                watchdog = self._watchdogs[loop] = _Watchdog(loop)
+        self._watchdog = (loop, watchdog)
+        return watchdog
 
     def _expired(self, ctx: Context, *, started: bool) -> Failure:
         env = self.env

@@ -197,6 +197,63 @@ class TestAsync:
             await p.execute_async(fn, context=ctx)
 
 
+class TestAsyncWatchdog:
+    async def test_hang_after_many_fast_calls_is_cancelled(self) -> None:
+        """After many calls finished in time, a hung call is still cancelled on time."""
+        p, _ = pipe(None, resilio.Timeout(0.03))
+
+        async def fast() -> int:
+            return 1
+
+        for _ in range(100):
+            assert await p.execute_async(fast) == 1
+        with pytest.raises(resilio.TimeoutExceeded):
+            await p.execute_async(asyncio.Event().wait)
+
+    async def test_concurrent_calls_time_out_independently(self) -> None:
+        """Of three concurrent calls, the two that hang time out and the quick one returns."""
+        p, rec = pipe(None, resilio.Timeout(0.03))
+
+        async def quick() -> str:
+            await asyncio.sleep(0)
+            return "quick"
+
+        results = await asyncio.gather(
+            p.execute_async(asyncio.Event().wait),
+            p.execute_async(quick),
+            p.execute_async(asyncio.Event().wait),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], resilio.TimeoutExceeded)
+        assert results[1] == "quick"
+        assert isinstance(results[2], resilio.TimeoutExceeded)
+        assert len(rec.of(TimedOut)) == 2
+
+    async def test_tighter_outer_deadline_bounds_inner_timeout(self) -> None:
+        """An inner long timeout under a short outer one times out at the outer deadline."""
+        p, _ = pipe(None, resilio.Timeout(0.03, name="outer"), resilio.Timeout(10, name="inner"))
+        with pytest.raises(resilio.TimeoutExceeded) as info:
+            await p.execute_async(asyncio.Event().wait)
+        assert info.value.policy in {"outer", "inner"}
+
+    async def test_swallowed_cancellation_leaves_the_task_usable(self) -> None:
+        """A call that swallows the timeout's cancellation returns its value; the task goes on."""
+        p, _ = pipe(None, resilio.Timeout(0.02))
+
+        async def stubborn() -> str:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                return "swallowed"
+            return "unreachable"
+
+        assert await p.execute_async(stubborn) == "swallowed"
+        current = asyncio.current_task()
+        assert current is not None
+        assert current.cancelling() == 0
+        await asyncio.sleep(0.001)  # not cancelled
+
+
 class TestThreadMode:
     def test_returns_on_time_while_the_call_hangs(self) -> None:
         """Thread mode raises TimeoutExceeded on time; the worker is left to finish."""
