@@ -37,12 +37,13 @@ def value_to_config(value: Any) -> Any:
         return [value_to_config(v) for v in value]
     if isinstance(value, dict):
         return {str(k): value_to_config(v) for k, v in value.items()}
-    if attrs.has(type(value)):
+    value_type: type = type(value)
+    if attrs.has(value_type):
         out: dict[str, Any] = {}
-        kind = type(value).__dict__.get("kind")
+        kind = value_type.__dict__.get("kind")
         if isinstance(kind, str):
             out["kind"] = kind
-        for f in option_fields(type(value)):
+        for f in option_fields(value_type):
             out[f.name] = value_to_config(getattr(value, f.name))
         return out
     if isinstance(value, type) or callable(value):
@@ -73,7 +74,8 @@ def policy_to_config(policy: Policy, *, include_defaults: bool = False) -> dict[
     """
     body: dict[str, Any] = {}
     options = policy.options
-    for f in option_fields(type(options)):
+    options_type: type = type(options)
+    for f in option_fields(options_type):
         value = getattr(options, f.name)
         if not include_defaults and f.default is not attrs.NOTHING and value == f.default:
             continue

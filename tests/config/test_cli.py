@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class TestCheck:
-    def test_valid_file_prints_pipelines(self, write: Write, capsys: pytest.CaptureFixture[str]) -> None:
+    def test_valid_file_prints_pipelines(
+        self, write: Write, capsys: pytest.CaptureFixture[str]
+    ) -> None:
         """check prints each pipeline's policies in order and exits 0."""
         path = write(
             """
@@ -49,7 +51,10 @@ class TestCheck:
         assert main(["check", str(path)]) == 1
         err = capsys.readouterr().err.splitlines()
         assert err[0] == f"{path}: invalid: 2 problems"
-        assert err[1] == f"  {path}:3:25: pipelines.p[0].retry.attempts: expected an integer, found 'x'"
+        assert (
+            err[1]
+            == f"  {path}:3:25: pipelines.p[0].retry.attempts: expected an integer, found 'x'"
+        )
         assert "Traceback" not in "\n".join(err)
 
 
@@ -91,7 +96,9 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "check" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["check", "--help"], ["schema", "--help"], ["plugins", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["check", "--help"], ["schema", "--help"], ["plugins", "--help"]]
+)
 def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """--help works for the command and every subcommand."""
     with pytest.raises(SystemExit) as info:

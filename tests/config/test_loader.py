@@ -36,7 +36,9 @@ class TestBuilding:
             pipelines:
               orders.create:
                 - timeout: 10s
-                - retry: {attempts: 5, backoff: {kind: exponential, initial: 200ms, max: 10s, jitter: full}}
+                - retry:
+                    attempts: 5
+                    backoff: {kind: exponential, initial: 200ms, max: 10s, jitter: full}
                 - circuit_breaker: {ref: cio}
                 - timeout: 2s
             """
@@ -78,7 +80,6 @@ class TestBuilding:
                 - retry:
                     attempts: ${ATTEMPTS}
                     max_delay: ${MAX_DELAY:-2s}
-                  
             """
         )
         registry = load_config(path, telemetry=False, environ={"ATTEMPTS": "7"})

@@ -110,7 +110,7 @@ class TestReload:
                     assert len(pipeline.policies) == 2
                     seen_limits.add(pipeline.policies[0].options.limit)
                     pipeline.execute(lambda: None)
-            except BaseException as exc:  # noqa: BLE001 - reported by the test
+            except BaseException as exc:  # reported by the test
                 errors.append(exc)
 
         # One call is held inside the old pipeline while the reload happens.

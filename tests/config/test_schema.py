@@ -13,7 +13,12 @@ def test_schema_dialect_and_sections() -> None:
     schema = json_schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert set(schema["properties"]) == {
-        "version", "defaults", "stores", "outbox", "policies", "pipelines"
+        "version",
+        "defaults",
+        "stores",
+        "outbox",
+        "policies",
+        "pipelines",
     }
     assert schema["additionalProperties"] is False
     json.dumps(schema)  # serialisable
@@ -28,11 +33,11 @@ def test_builtin_policy_options_described() -> None:
     assert props["attempts"]["description"].startswith("Attempts in all")
     assert props["max_delay"]["$ref"] == "#/$defs/duration"
     assert retry["additionalProperties"] is False
-    backoff_kinds = {
-        ref["$ref"].rsplit(".", 1)[-1] for ref in props["backoff"]["anyOf"][0]["oneOf"]
-    } if "anyOf" in props["backoff"] else {
-        ref["$ref"].rsplit(".", 1)[-1] for ref in props["backoff"]["oneOf"]
-    }
+    backoff_kinds = (
+        {ref["$ref"].rsplit(".", 1)[-1] for ref in props["backoff"]["anyOf"][0]["oneOf"]}
+        if "anyOf" in props["backoff"]
+        else {ref["$ref"].rsplit(".", 1)[-1] for ref in props["backoff"]["oneOf"]}
+    )
     assert backoff_kinds == {"Constant", "Linear", "Exponential", "DecorrelatedJitter"}
 
 
@@ -40,10 +45,15 @@ def test_plugin_policy_appears(dummy_plugin: object) -> None:
     """A plugin's policy type is in the schema, with its enum and literal options."""
     schema = load_config({"pipelines": {}}, telemetry=False).json_schema()
     dummy = schema["$defs"]["policy.dummy"]["properties"]
-    assert dummy["mode"] == {"enum": ["fast", "slow"], "default": "fast", "description": "One of two literals."}
+    assert dummy["mode"] == {
+        "enum": ["fast", "slow"],
+        "default": "fast",
+        "description": "One of two literals.",
+    }
     assert dummy["color"]["enum"] == ["red", "blue"]
     kinds = [next(iter(e["properties"])) for e in schema["$defs"]["entry"]["oneOf"]]
-    assert "dummy" in kinds and "counter" in kinds
+    assert "dummy" in kinds
+    assert "counter" in kinds
 
 
 def test_scalar_form_is_allowed() -> None:

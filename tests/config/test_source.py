@@ -13,8 +13,16 @@ from resilio.config.source import read_source
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(3, 3.0), (0.5, 0.5), ("200ms", 0.2), ("10s", 10.0), ("1.5m", 90.0), ("2h", 7200.0),
-     (" 5 s ", 5.0), (timedelta(minutes=1), 60.0)],
+    [
+        (3, 3.0),
+        (0.5, 0.5),
+        ("200ms", 0.2),
+        ("10s", 10.0),
+        ("1.5m", 90.0),
+        ("2h", 7200.0),
+        (" 5 s ", 5.0),
+        (timedelta(minutes=1), 60.0),
+    ],
 )
 def test_durations(value: object, seconds: float) -> None:
     """Durations accept numbers, timedeltas and ms/s/m/h suffixes."""
@@ -61,7 +69,9 @@ def test_python_tags_are_refused() -> None:
 def test_recursive_alias_is_a_problem() -> None:
     """A self-referencing alias is reported instead of recursing forever."""
     doc = read_source("a: &x [*x]\n", {})
-    assert doc.problems.lines == ["<string>:1:4: a[0]: a YAML alias refers to itself (recursive structure)"]
+    assert doc.problems.lines == [
+        "<string>:1:4: a[0]: a YAML alias refers to itself (recursive structure)"
+    ]
 
 
 def test_merge_keys_work() -> None:

@@ -35,7 +35,7 @@ class AcmeError(Exception):
 
 
 def classify(error: BaseException, context: Any) -> Classification | None:
-    """Classify Acme API errors: 429 throttled, 5xx transient, 408 ambiguous, other 4xx permanent."""
+    """Classify Acme errors: 429 throttled, 5xx transient, 408 ambiguous, 4xx permanent."""
     if not isinstance(error, AcmeError):
         return None
     if error.status == 429:

@@ -1,0 +1,84 @@
+"""The worked example adapter (docs/plugins.md), installed through a real entry point."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from resilio import Context, Rejected
+from resilio.config import load_config
+from resilio.plugins import manager
+from resilio.testing import FakeClock
+from tests.config.conftest import make_distribution
+
+HERE = Path(__file__).parent / "example_adapter"
+
+
+@pytest.fixture
+def acme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    """Install the example adapter as a distribution with an entry point and import it."""
+    site = tmp_path / "site"
+    shutil.copytree(HERE / "acme_resilio", site / "acme_resilio")
+    make_distribution(site, "acme-resilio", {"acme": "acme_resilio.plugin"}, {})
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(__import__("sys").modules, "acme_resilio", raising=False)
+    monkeypatch.delitem(__import__("sys").modules, "acme_resilio.plugin", raising=False)
+    import acme_resilio.plugin as plugin
+
+    plugin.SENT.clear()
+    return plugin
+
+
+def test_adapter_is_discovered(acme: object) -> None:
+    """The entry point makes the adapter's operations and policy type available."""
+    system = manager.plugin_system()
+    assert system.catalog.operations.provider("acme.send_email") == "acme"
+    assert system.catalog.policy_types.provider("acme_quota") == "acme"
+
+
+def test_adapter_pipelines_file_is_valid_and_runs(acme: object, clock: FakeClock) -> None:
+    """The adapter's pipelines.yaml loads and sends an email by operation name."""
+    registry = load_config(HERE / "pipelines.yaml", clock=clock, telemetry=False)
+    assert [p.kind for p in registry.pipeline("acme.write").policies] == [
+        "timeout",
+        "retry",
+        "circuit_breaker",
+        "acme_quota",
+        "timeout",
+    ]
+    assert registry.pipeline("acme.write").policies[2] is registry.pipeline("acme.read").policies[1]
+    assert registry.execute("acme.send_email", {"to": "a@example.com"}) == "msg-1"
+
+
+def test_adapter_classifier_decides_retries(acme: object, clock: FakeClock) -> None:
+    """A 400 is permanent (one call); a 408 on a non-idempotent operation is not retried."""
+    registry = load_config(HERE / "pipelines.yaml", clock=clock, telemetry=False)
+    error_cls = acme.AcmeError  # type: ignore[attr-defined]
+    calls: list[int] = []
+
+    def fail(status: int) -> None:
+        calls.append(status)
+        raise error_cls(status)
+
+    pipeline = registry.pipeline("acme.write")
+    for status in (400, 408):
+        with pytest.raises(error_cls):
+            pipeline.execute(fail, status, context=Context("acme.send_email"))
+    assert calls == [400, 408]
+    with pytest.raises(error_cls):
+        pipeline.execute(fail, 503, context=Context("acme.send_email"))
+    assert calls[2:] == [503] * 4
+
+
+def test_quota_policy_rejects(acme: object, clock: FakeClock) -> None:
+    """The plugin's own policy type works inside a configured pipeline."""
+    text = (HERE / "pipelines.yaml").read_text(encoding="utf-8")
+    registry = load_config(
+        text.replace("daily_limit: 1000", "daily_limit: 3"), clock=clock, telemetry=False
+    )
+    for _ in range(3):
+        registry.execute("acme.send_email", {"to": "a@example.com"})
+    with pytest.raises(Rejected, match="quota"):
+        registry.execute("acme.send_email", {"to": "a@example.com"})
