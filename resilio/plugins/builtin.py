@@ -79,20 +79,22 @@ class MemoryStores:
         return factory()
 
 
-def _memory_store(**options: Any) -> MemoryStores:
+def _memory_store(**options: Any) -> Any:
     if options:
         raise TypeError(f"a memory store takes no options, found {', '.join(sorted(options))}")
-    return MemoryStores()
+    factory = _optional_module("resilio.stores.factory")
+    store_class = getattr(factory, "MemoryStore", None) if factory is not None else None
+    return store_class() if store_class is not None else MemoryStores()
 
 
 @hookimpl
 def resilio_register_stores(registry: StoreKindRegistry) -> None:
     """Register the store kinds that ship with resilio.
 
-    ``resilio.stores`` contributes its kinds through a ``register_store_kinds(registry)``
-    function; without it, only ``memory`` (in-process state) is available.
+    ``resilio.stores.factory`` contributes its kinds (``sqlite``, ``redis``) through its
+    ``register_store_kinds(registry)`` function; ``memory`` (in-process state) is always there.
     """
-    stores = _optional_module("resilio.stores")
+    stores = _optional_module("resilio.stores.factory")
     register = getattr(stores, "register_store_kinds", None) if stores is not None else None
     if register is not None:
         register(registry)

@@ -302,7 +302,7 @@ class TestProblems:
 
 class TestStores:
     def test_memory_store_is_shared_by_name(self) -> None:
-        """Two breakers naming one memory store get the same in-memory breaker store."""
+        """Two breakers naming one memory store share the one store object."""
         registry = load_config(
             {
                 "stores": {"local": {"kind": "memory"}},
@@ -316,7 +316,27 @@ class TestStores:
         a = registry.pipeline("a").policies[0].options.store
         b = registry.pipeline("b").policies[0].options.store
         assert a is b
-        assert type(a).__name__ == "MemoryBreakerStore"
+        assert a is registry.store("local")
+        assert type(a).__name__ == "MemoryStore"
+
+    def test_sqlite_store_kind(self, tmp_path: Path) -> None:
+        """A store kind the stores package registers (sqlite) is declarable and referenced."""
+        registry = load_config(
+            {
+                "stores": {"db": {"kind": "sqlite", "path": str(tmp_path / "s.sqlite3")}},
+                "pipelines": {"a": [{"circuit_breaker": {"store": "db"}}]},
+            },
+            telemetry=False,
+        )
+        assert registry.pipeline("a").policies[0].options.store is registry.store("db")
+
+    def test_bad_store_options_are_reported(self) -> None:
+        """A store factory's refusal is a problem at the store's path."""
+        problems = problems_of({"stores": {"m": {"kind": "memory", "size": 1}}, "pipelines": {}})
+        assert problems == [
+            "<dict>: stores.m: cannot create the memory store: a memory store takes no options, "
+            "found size"
+        ]
 
 
 def test_retry_and_timeout_types() -> None:
