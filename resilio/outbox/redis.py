@@ -258,11 +258,7 @@ class RedisBackend:
         self._requeue = c.register_script(_REQUEUE)
         self._purge_dead = c.register_script(_PURGE_DEAD)
         self._stats = c.register_script(_STATS)
-        try:
-            c.xgroup_create(self._stream, _GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self._create_group()
 
     def add(self, items: Sequence[NewItem]) -> None:
         """Store new items in one MULTI/EXEC round trip."""
@@ -291,12 +287,28 @@ class RedisBackend:
 
     def lease(self, limit: int, now: float, lease_seconds: float) -> list[OutboxItem]:
         """Lease due items and items whose lease expired, counting an attempt each."""
+        import redis
+
         token = uuid.uuid4().hex
-        rows = self._lease(
-            keys=[self._stream, self._delayed, self._leases, self._items],
-            args=[repr(now), repr(now + lease_seconds), limit, self.consumer, token],
-        )
+        keys = [self._stream, self._delayed, self._leases, self._items]
+        args = [repr(now), repr(now + lease_seconds), limit, self.consumer, token]
+        try:
+            rows = self._lease(keys=keys, args=args)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._create_group()  # the stream was deleted (FLUSHDB, manual cleanup)
+            rows = self._lease(keys=keys, args=args)
         return [_to_item(_pairs(r)) for r in rows]
+
+    def _create_group(self) -> None:
+        import redis
+
+        try:
+            self.client.xgroup_create(self._stream, _GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
     def renew(self, items: Iterable[OutboxItem], now: float, lease_seconds: float) -> None:
         """Push back the lease expiry of items this lease still holds."""

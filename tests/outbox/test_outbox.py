@@ -205,3 +205,13 @@ def test_from_mapping(tmp_path) -> None:
         Outbox.from_mapping({"kind": "kafka"})
     with pytest.raises(ValueError, match="unknown keys"):
         Outbox.from_mapping({"kind": "sqlite", "paht": "x"})
+
+
+@pytest.mark.redis
+def test_redis_recreates_a_deleted_stream(redis_url: str, clock: FakeClock) -> None:
+    """If the stream and its group are deleted, leasing recreates them and goes on."""
+    box = Outbox.redis(redis_url, name="gone", clock=clock)
+    box.backend.client.flushdb()  # type: ignore[attr-defined]
+    assert box.backend.lease(10, clock.time(), 30) == []
+    box.enqueue(operation="op", payload=1, idempotency_key="k")
+    assert [i.idempotency_key for i in box.backend.lease(10, clock.time(), 30)] == ["k"]
