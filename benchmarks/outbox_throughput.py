@@ -18,10 +18,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _redis import redis_url  # noqa: E402
+from _redis import redis_url
 
-from resilio._pipeline import Pipeline  # noqa: E402
-from resilio.outbox import Drainer, Outbox  # noqa: E402
+from resilio._pipeline import Pipeline
+from resilio.outbox import Drainer, Outbox
 
 
 class _Op:

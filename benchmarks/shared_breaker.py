@@ -17,11 +17,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _redis import redis_url  # noqa: E402
+from _redis import redis_url
 
-from resilio._pipeline import Pipeline  # noqa: E402
-from resilio.policies.circuit_breaker import CircuitBreaker  # noqa: E402
-from resilio.stores.redis import RedisStore  # noqa: E402
+from resilio._pipeline import Pipeline
+from resilio.policies.circuit_breaker import CircuitBreaker
+from resilio.stores.redis import RedisStore
 
 
 def work() -> int:

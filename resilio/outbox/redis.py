@@ -291,7 +291,7 @@ class RedisBackend:
 
         token = uuid.uuid4().hex
         keys = [self._stream, self._delayed, self._leases, self._items]
-        args = [repr(now), repr(now + lease_seconds), limit, self.consumer, token]
+        args: list[Any] = [repr(now), repr(now + lease_seconds), limit, self.consumer, token]
         try:
             rows = self._lease(keys=keys, args=args)
         except redis.ResponseError as exc:
