@@ -343,3 +343,51 @@ def test_retry_and_timeout_types() -> None:
     """The built-in classes are what the YAML names map to."""
     registry = load_config({"pipelines": {"p": [{"timeout": 1}, {"retry": {}}]}}, telemetry=False)
     assert [type(p) for p in registry.pipeline("p").policies] == [Timeout, Retry]
+
+
+def test_full_issue_example_and_outbox(write: Write, tmp_path: Path) -> None:
+    """The complete example of the issue builds, and enqueue: outbox refers to the outbox."""
+    path = write(
+        f"""
+        version: 1
+        defaults:
+          retry: {{attempts: 3}}
+        outbox: {{kind: sqlite, path: {tmp_path / "outbox.sqlite3"}}}
+        policies:
+          cio: {{circuit_breaker: {{failure_threshold: 5, break_duration: 30s}}}}
+        pipelines:
+          orders.create:
+            - fallback: {{value: null}}
+            - timeout: 10s
+            - retry: {{attempts: 5, backoff: {{kind: exponential, initial: 200ms, max: 10s}}}}
+            - circuit_breaker: {{ref: cio}}
+            - rate_limiter: {{rate: 100, per: 1s}}
+            - bulkhead: {{max_concurrent: 10, max_queued: 100}}
+            - timeout: 2s
+          orders.queue:
+            - fallback: {{enqueue: outbox}}
+        """
+    )
+    registry = load_config(path, telemetry=False)
+    policies = registry.pipeline("orders.create").policies
+    assert [p.kind for p in policies] == [
+        "fallback",
+        "timeout",
+        "retry",
+        "circuit_breaker",
+        "rate_limiter",
+        "bulkhead",
+        "timeout",
+    ]
+    assert policies[0].options.value is None
+    assert (policies[4].options.rate, policies[4].options.per) == (100.0, 1.0)
+    assert (policies[5].options.max_concurrent, policies[5].options.max_queued) == (10, 100)
+    assert registry.pipeline("orders.queue").policies[0].options.enqueue is registry.outbox
+
+
+def test_enqueue_without_outbox_section() -> None:
+    """enqueue: outbox without an outbox section is a precise problem."""
+    assert problems_of({"pipelines": {"p": [{"fallback": {"enqueue": "outbox"}}]}}) == [
+        "<dict>: pipelines.p[0].fallback.enqueue: 'outbox' refers to the outbox section, "
+        "which is missing"
+    ]
