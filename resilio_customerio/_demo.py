@@ -41,6 +41,7 @@ class BadDay:
         slow: Share of requests answered 0.3 s late.
         resets: Share of requests whose connection is reset (half after applying them).
         drain_wait: Seconds to wait for the outbox to empty at the end.
+        break_duration: Seconds the breaker stays open before a trial call.
     """
 
     burst: tuple[float, float] = (2.0, 3.5)
@@ -48,11 +49,34 @@ class BadDay:
     slow: float = 0.02
     resets: float = 0.01
     drain_wait: float = 60.0
+    break_duration: float = 2.0
 
     @classmethod
     def quick(cls) -> BadDay:
         """A shorter script for tests: the same faults, squeezed into about three seconds."""
-        return cls(burst=(0.3, 0.8), outage=(1.2, 2.7), slow=0.01, resets=0.01, drain_wait=30.0)
+        return cls(
+            burst=(0.3, 0.8),
+            outage=(1.2, 2.7),
+            slow=0.01,
+            resets=0.01,
+            drain_wait=30.0,
+            break_duration=0.5,
+        )
+
+    def config(self) -> dict[str, Any]:
+        """Return the adapter configuration: the defaults, with a short breaker break.
+
+        The built-in break of 30 s suits a real outage; the demo's outage lasts seconds, so the
+        breaker is told to try again after ``break_duration`` to show it closing.
+
+        Returns:
+            A configuration mapping merged over the built-in pipelines.
+        """
+        breaker = {"failure_threshold": 5, "break_duration": self.break_duration}
+        return {
+            "version": 1,
+            "policies": {"customerio.track.breaker": {"circuit_breaker": breaker}},
+        }
 
     def faults(self, seed: int) -> Faults:
         """Build the simulator's fault plan.
@@ -201,7 +225,7 @@ class _Watch:
 
 def run_demo(
     *,
-    events: int = 3000,
+    events: int = 2000,
     concurrency: int = 8,
     quick: bool = False,
     seed: int = 7,
@@ -225,6 +249,7 @@ def run_demo(
     """
     from resilio.outbox import Outbox
     from resilio.plugins._runtime import add_global_listener, remove_global_listener
+    from resilio.telemetry import configure
     from resilio_customerio import ResilientCustomerIO
 
     script = BadDay.quick() if quick else BadDay()
@@ -237,13 +262,16 @@ def run_demo(
         with Simulator(faults=script.faults(seed)) as sim, sim.trust():
             watch = _Watch(sim)
             stats = SendStats()
-            client = ResilientCustomerIO(**sim.client_kwargs(), outbox=outbox)
+            client = ResilientCustomerIO(
+                **sim.client_kwargs(), outbox=outbox, config=script.config()
+            )
             stop = threading.Event()
             drainer = threading.Thread(
                 target=_drain_loop, args=(client, outbox, stop), name="cio-demo-drain", daemon=True
             )
             add_global_listener(stats.listener)
             add_global_listener(watch.listener)
+            switches = configure(logging=False)  # the display shows what the logs would say
             try:
                 with Progress(
                     stats,
@@ -273,6 +301,7 @@ def run_demo(
                 drainer.join(timeout=10) if drainer.is_alive() else None
                 remove_global_listener(stats.listener)
                 remove_global_listener(watch.listener)
+                configure(**switches)
             result = reconcile(sim, events, customers)
             lines = _summary(result, report, watch, outbox, time.monotonic() - started)
         outbox.close()

@@ -333,7 +333,7 @@ class _Run:
         except Exception as exc:  # every failure becomes a line status
             return self._failure(exc)
         if _is_queued(result):
-            return "queued", None
+            return "queued", f"outbox item {result.item_id}"
         if method != "batch":
             return "sent", None
         count = len(args[0])
@@ -425,6 +425,37 @@ def send_file(
             run.finish(pending.pop(future), future.result())
     journal.commit()
     return build_report(journal, stats.total, stats.sent_this_run, run.aborted)
+
+
+def settle_queued(journal: Journal, outbox: Any) -> int:
+    """Mark queued lines whose outbox item was delivered as sent (or dead-lettered as dead).
+
+    Args:
+        journal: The run's journal.
+        outbox: The :class:`resilio.Outbox` the lines were queued in.
+
+    Returns:
+        How many lines changed status.
+    """
+    waiting: set[str] = set()
+    for state in ("pending", "leased"):
+        waiting.update(item.item_id for item in outbox.items(state, limit=1_000_000))
+    dead = {item.item_id: item for item in outbox.items("dead", limit=1_000_000)}
+    changed = 0
+    for row in journal.rows():
+        if row.status != "queued" or not (row.detail or "").startswith("outbox item "):
+            continue
+        item_id = (row.detail or "")[len("outbox item ") :]
+        if item_id in dead:
+            reason = dead[item_id].error_reason or dead[item_id].error_kind or "failed"
+            journal.update(row.line, "dead", f"dead-lettered by the outbox: {reason}")
+        elif item_id not in waiting:
+            journal.update(row.line, "sent", "delivered from the outbox")
+        else:
+            continue
+        changed += 1
+    journal.commit()
+    return changed
 
 
 def build_report(

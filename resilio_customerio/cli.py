@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait at the end for the outbox to deliver queued lines (30; 0: don't)",
     )
     run.add_argument("--no-progress", action="store_true", help="no live progress display")
+    run.add_argument(
+        "--log",
+        action="store_true",
+        help="also log pipeline events (retries, breaker) through structlog",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -144,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "burst of 429s, resets, slow answers), send generated events through it, and reconcile "
         "what it recorded: exit status 0 only if every event arrived exactly once.",
     )
-    demo.add_argument("--events", type=_positive, default=3000, help="events to send (3000)")
+    demo.add_argument("--events", type=_positive, default=2000, help="events to send (2000)")
     demo.add_argument("--concurrency", type=_positive, default=8, help="parallel requests (8)")
     demo.add_argument("--quick", action="store_true", help="a shorter bad day (for tests)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the fault script")
@@ -246,7 +251,13 @@ def run_send(
     """
     from resilio_customerio._journal import Journal, JournalMismatchError, journal_path_for
     from resilio_customerio._progress import Progress, render_report
-    from resilio_customerio._send import SendOptions, SendStats, send_file
+    from resilio_customerio._send import (
+        SendOptions,
+        SendStats,
+        build_report,
+        send_file,
+        settle_queued,
+    )
 
     path: Path = args.file
     if not path.is_file():
@@ -266,6 +277,9 @@ def run_send(
     )
     stats = SendStats()
     listener_added = _listen(stats.listener)
+    from resilio.telemetry import configure
+
+    switches = configure(logging=bool(args.log))
     try:
         with (
             Journal(journal_path) as journal,
@@ -292,7 +306,11 @@ def run_send(
             except JournalMismatchError as exc:
                 raise UsageError(str(exc)) from None
             _drain(client, args.drain_timeout, progress)
+            if getattr(client, "outbox", None) is not None and report.counts.get("queued"):
+                settle_queued(journal, client.outbox)
+                report = build_report(journal, report.lines, report.sent_this_run, report.aborted)
     finally:
+        configure(**switches)
         if listener_added:
             _unlisten(stats.listener)
         close = getattr(client, "close", None)
@@ -306,13 +324,20 @@ def run_send(
 
 
 def _drain(client: Any, timeout: float, progress: Any) -> None:
-    """Let the outbox deliver queued lines for up to ``timeout`` seconds."""
+    """Let a drainer deliver the outbox's due items for up to ``timeout`` seconds."""
     depth = _outbox_depth(client)
-    drain = getattr(client, "drain", None)
-    if timeout <= 0 or depth is None or not callable(drain) or not depth():
+    if timeout <= 0 or depth is None or not depth():
         return
+    import time
+
+    from resilio.outbox import Drainer
+
     progress.note(f"waiting up to {timeout:g} s for the outbox to deliver queued lines")
-    drain(timeout=timeout)
+    drainer = Drainer(client.outbox, client)
+    deadline = time.monotonic() + timeout
+    while depth() and time.monotonic() < deadline:
+        if drainer.drain_once(limit=100).processed == 0:
+            time.sleep(0.2)
 
 
 def _listen(listener: Callable[[Any], None]) -> bool:

@@ -257,3 +257,51 @@ class TestCommandLine:
         assert cli.mask("abcdefghijklmnop") == "****mnop"
         assert cli.mask("short") == "****"
         assert cli.mask(None) == "(not set)"
+
+
+class TestSendCommand:
+    def test_send_through_the_adapter_reports_and_exits_1_for_invalid_lines(
+        self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The real command sends the mixed file, prints the report and exits 1."""
+        path = write_lines(tmp_path / "in.jsonl", MIXED)
+        argv = ["send", str(path), "--host", sim.host, "--port", str(sim.port)]
+        argv += ["--site-id", sim.site_id, "--api-key", sim.api_key, "--no-progress"]
+        assert cli.main(argv) == cli.EXIT_INCOMPLETE
+        out = capsys.readouterr().out
+        assert "  sent                           5" in out
+        assert "line 9: name is larger than the 100-byte limit" in out
+        assert [e["data"]["seq"] for e in sim.events("1")] == [2]
+        assert cli.main(argv) == cli.EXIT_INCOMPLETE
+        assert "Resuming in.jsonl" in capsys.readouterr().out
+        assert sim.stats()["requests"] == 5
+
+    def test_lines_queued_in_the_outbox_are_delivered_and_reported_sent(
+        self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """With --outbox, lines that failed now are queued, drained at the end and count as sent."""
+        config = tmp_path / "resilio.yaml"
+        config.write_text(
+            "version: 1\npipelines:\n  customerio.track:\n    - timeout: {seconds: 5}\n"
+        )
+        lines = [{"op": "track", "id": "q", "name": "e", "data": {"seq": i}} for i in range(5)]
+        path = write_lines(tmp_path / "in.jsonl", lines)
+        sim.faults.add("track", status=503, first=3)
+        argv = [
+            "send",
+            str(path),
+            "--host",
+            sim.host,
+            "--port",
+            str(sim.port),
+            "--concurrency",
+            "1",
+        ]
+        argv += ["--site-id", sim.site_id, "--api-key", sim.api_key, "--no-progress"]
+        argv += ["--config", str(config), "--outbox", str(tmp_path / "outbox.sqlite3")]
+        code = cli.main(argv)
+        out = capsys.readouterr().out
+        assert code == cli.EXIT_OK, out
+        assert "  sent                           5" in out
+        assert sorted(e["data"]["seq"] for e in sim.events("q")) == [0, 1, 2, 3, 4]
+        assert sim.stats()["statuses"][503] == 3
