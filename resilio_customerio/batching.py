@@ -31,7 +31,8 @@ __all__ = [
     "split",
 ]
 
-_ENVELOPE = len('{"batch":[]}')
+_ENVELOPE = len('{"batch": []}')
+_SEPARATOR = len(", ")
 
 
 @frozen(kw_only=True)
@@ -111,7 +112,7 @@ def split(
     current: list[int] = []
     used = _ENVELOPE
     for index, n in enumerate(sizes):
-        extra = n + (1 if current else 0)
+        extra = n + (_SEPARATOR if current else 0)
         if current and used + extra > max_bytes:
             groups.append(current)
             current, used, extra = [], _ENVELOPE, n
@@ -213,7 +214,8 @@ class BatchBuffer:
             PayloadTooLarge: If the operation is over 32 KB.
             RuntimeError: If the buffer is closed.
         """
-        n = check_size(operation, MAX_V2_OP_BYTES, "v2 operations", "customerio.batch") + 1
+        n = check_size(operation, MAX_V2_OP_BYTES, "v2 operations", "customerio.batch")
+        n += _SEPARATOR
         with self._cond:
             if self._closed:
                 raise RuntimeError("the batch buffer is closed")

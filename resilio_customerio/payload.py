@@ -143,7 +143,8 @@ def _label(name: str) -> str:
 def size(value: Any) -> int:
     """Return a value's size as Customer.io counts it.
 
-    Strings count their UTF-8 bytes; anything else counts its compact JSON text.
+    Strings count their UTF-8 bytes; anything else counts its JSON text as ``requests`` sends
+    it (``json.dumps`` defaults), so a request's size is what goes over the wire.
 
     Args:
         value: A normalised (JSON-ready) value.
@@ -153,7 +154,7 @@ def size(value: Any) -> int:
     """
     if isinstance(value, str):
         return len(value.encode())
-    return len(json.dumps(value, separators=(",", ":")).encode())
+    return len(json.dumps(value).encode())
 
 
 def check_id(value: Any, operation: str, field: str = "id") -> None:

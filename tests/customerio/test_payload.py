@@ -173,7 +173,7 @@ class TestLimits:
 
     def test_event_data_limit(self) -> None:
         """Event data over 100,000 bytes is refused naming the limit."""
-        data = {"blob": "x" * (MAX_EVENT_DATA_BYTES - 11)}
+        data = {"blob": "x" * (MAX_EVENT_DATA_BYTES - 12)}
         assert size(data) == MAX_EVENT_DATA_BYTES
         check_event("e", data, OP)
         data["blob"] += "x"
@@ -182,6 +182,6 @@ class TestLimits:
 
     def test_check_size(self) -> None:
         """check_size returns the size and refuses bodies over the limit."""
-        assert check_size({"a": 1}, 10, "things", OP) == 7
-        with pytest.raises(PayloadTooLarge, match="things <= 6 bytes"):
-            check_size({"a": 1}, 6, "things", OP)
+        assert check_size({"a": 1}, 10, "things", OP) == 8
+        with pytest.raises(PayloadTooLarge, match="things <= 7 bytes"):
+            check_size({"a": 1}, 7, "things", OP)
