@@ -21,6 +21,7 @@ __all__ = [
     "NO_DEFAULT",
     "OptionField",
     "concrete_kinds",
+    "field_docs",
     "is_duration_field",
     "option_fields",
 ]
@@ -83,7 +84,8 @@ def _mentions(tp: Any, target: type) -> bool:
     return any(_mentions(arg, target) for arg in typing.get_args(tp))
 
 
-def _docs(cls: type) -> dict[str, str]:
+def field_docs(cls: type) -> dict[str, str]:
+    """Return the descriptions of the ``Attributes:``/``Args:`` entries of a class docstring."""
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         text = klass.__doc__ or ""
@@ -140,7 +142,7 @@ def option_fields(cls: type) -> tuple[OptionField, ...]:
         One :class:`OptionField` per option.
     """
     hints = _hints(cls)
-    docs = _docs(cls)
+    docs = field_docs(cls)
     out = []
     for field in attrs.fields(cls):
         if not field.init or field.name.startswith("_"):

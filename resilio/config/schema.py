@@ -13,7 +13,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from resilio.config.durations import DURATION_PATTERN
-from resilio.config.fields import NO_DEFAULT, concrete_kinds, is_duration_field, option_fields
+from resilio.config.fields import (
+    NO_DEFAULT,
+    concrete_kinds,
+    field_docs,
+    is_duration_field,
+    option_fields,
+)
 
 if TYPE_CHECKING:
     from resilio.plugins.catalog import Catalog
@@ -93,14 +99,19 @@ class _Schemas:
         return {"$ref": f"#/$defs/{key}"}
 
     def options(
-        self, cls: type, extra: dict[str, Any], required_extra: list[str]
+        self,
+        cls: type,
+        extra: dict[str, Any],
+        required_extra: list[str],
+        more_docs: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         properties: dict[str, Any] = dict(extra)
         required = list(required_extra)
         for f in option_fields(cls):
             prop = dict(self.type_schema(f.type, f.name))
-            if f.description:
-                prop["description"] = f.description
+            description = f.description or (more_docs or {}).get(f.name, "")
+            if description:
+                prop["description"] = " ".join(description.split())
             if f.default is not NO_DEFAULT and _json_value(f.default):
                 prop["default"] = f.default
             properties[f.name] = prop
@@ -144,7 +155,7 @@ def json_schema(catalog: Catalog | None = None) -> dict[str, Any]:
     defaults: dict[str, Any] = {}
     for kind, cls in sorted(catalog.policy_types.items().items()):
         options_class: type = cls.options_class  # type: ignore[attr-defined]
-        body = schemas.options(options_class, {"name": {"type": "string"}}, [])
+        body = schemas.options(options_class, {"name": {"type": "string"}}, [], field_docs(cls))
         fields = option_fields(options_class)
         schemas.defs[f"policy.{kind}"] = body
         forms: list[dict[str, Any]] = [
