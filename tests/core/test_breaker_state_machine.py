@@ -47,7 +47,7 @@ class BreakerModel(RuleBasedStateMachine):
     ) -> None:
         if threshold is None and rate is None and slow_rate is None:
             threshold = 3
-        self.rules = BreakerRules(
+        self.cfg = BreakerRules(
             failure_threshold=threshold,
             failure_rate=rate,
             slow_call_rate=slow_rate,
@@ -59,17 +59,17 @@ class BreakerModel(RuleBasedStateMachine):
             half_open_max_calls=max_calls,
             success_threshold=successes,
         )
-        self.m = BreakerMachine(self.rules)
+        self.m = BreakerMachine(self.cfg)
         self.size = size
         self.consecutive = 0
 
     # -- closed-state calls ----------------------------------------------------------------
 
     def _would_trip(self, failed: bool) -> bool:
-        rules = self.rules
-        if failed and rules.failure_threshold is not None:
-            if self.consecutive >= rules.failure_threshold:
-                return True
+        rules = self.cfg
+        threshold = rules.failure_threshold
+        if failed and threshold is not None and self.consecutive >= threshold:
+            return True
         if not rules.windowed:
             return False
         calls = len(self.recent)
@@ -86,7 +86,7 @@ class BreakerModel(RuleBasedStateMachine):
     def closed_call(self, failed: bool, slow: bool) -> None:
         """A call admitted while closed reports; the circuit opens only if a rule trips."""
         self.consecutive = self.consecutive + 1 if failed else 0
-        if self.rules.windowed:
+        if self.cfg.windowed:
             self.recent.append((failed, slow))
             if len(self.recent) > self.size:
                 self.recent.popleft()
@@ -177,7 +177,7 @@ class BreakerModel(RuleBasedStateMachine):
     @invariant()
     def trials_bounded(self) -> None:
         """Half-open never holds more trial slots than half_open_max_calls."""
-        assert len(self.m.trials) <= self.rules.half_open_max_calls
+        assert len(self.m.trials) <= self.cfg.half_open_max_calls
         if self.m.state is not CircuitState.HALF_OPEN:
             assert not self.m.trials
 
