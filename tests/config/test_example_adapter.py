@@ -25,7 +25,7 @@ def acme(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delitem(__import__("sys").modules, "acme_resilio", raising=False)
     monkeypatch.delitem(__import__("sys").modules, "acme_resilio.plugin", raising=False)
-    import acme_resilio.plugin as plugin
+    import acme_resilio.plugin as plugin  # type: ignore[import-not-found]
 
     plugin.SENT.clear()
     return plugin

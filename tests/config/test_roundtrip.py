@@ -25,7 +25,7 @@ def _policy(kind: str, **options: Any) -> Policy:
     except ModuleNotFoundError:
         pytest.skip(f"{kind} is not part of this build yet")
     cls: type[Policy] = getattr(module, class_name)
-    return cls(**options)  # type: ignore[call-arg]
+    return cls(**options)
 
 
 def is_connection_error(error: BaseException) -> bool:
