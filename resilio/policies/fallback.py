@@ -211,10 +211,21 @@ _SKIP: Any = object()
 
 
 class _FallbackLayer(Layer):
-    __slots__ = ("_action", "_kinds", "_name", "_options", "_predicate", "_types")
+    __slots__ = (
+        "_action",
+        "_inner_run",
+        "_inner_run_async",
+        "_kinds",
+        "_name",
+        "_options",
+        "_predicate",
+        "_types",
+    )
 
     def __init__(self, inner: Layer, env: Env, policy: Fallback) -> None:
         super().__init__(inner, env, policy)
+        self._inner_run = inner.run
+        self._inner_run_async = inner.run_async
         options = policy.options
         self._options = options
         self._name = policy.name
@@ -231,7 +242,7 @@ class _FallbackLayer(Layer):
             self._action = "value"
 
     def run(self, fn: Callable[..., Any], args: Args, kwargs: Kwargs, ctx: Context) -> Any:
-        r = self.inner.run(fn, args, kwargs, ctx)
+        r = self._inner_run(fn, args, kwargs, ctx)
         if r.__class__ is Failure:
             return self._recover(r, ctx)
         return r
@@ -239,7 +250,7 @@ class _FallbackLayer(Layer):
     async def run_async(
         self, fn: Callable[..., Any], args: Args, kwargs: Kwargs, ctx: Context
     ) -> Any:
-        r = await self.inner.run_async(fn, args, kwargs, ctx)
+        r = await self._inner_run_async(fn, args, kwargs, ctx)
         if r.__class__ is not Failure:
             return r
         outcome = self._select(r, ctx)

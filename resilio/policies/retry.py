@@ -199,10 +199,12 @@ class _Wait:
 
 
 class _RetryLayer(Layer):
-    __slots__ = ("_controller", "_fast", "_name", "_predicate")
+    __slots__ = ("_controller", "_fast", "_inner_run", "_inner_run_async", "_name", "_predicate")
 
     def __init__(self, inner: Layer, env: Env, policy: Retry) -> None:
         super().__init__(inner, env, policy)
+        self._inner_run = inner.run
+        self._inner_run_async = inner.run_async
         self._controller = policy.controller
         self._predicate = policy.options.retry_if_result
         self._fast = self._predicate is None and policy.options.budget is None
@@ -212,7 +214,7 @@ class _RetryLayer(Layer):
 
     def run(self, fn: Callable[..., Any], args: Args, kwargs: Kwargs, ctx: Context) -> Any:
         ctx.attempt = 1
-        r = self.inner.run(fn, args, kwargs, ctx)
+        r = self._inner_run(fn, args, kwargs, ctx)
         if self._fast and r.__class__ is not Failure:
             return r
         budget = self._controller.budget
@@ -230,13 +232,13 @@ class _RetryLayer(Layer):
                 self.env.clock.sleep(delay)
             attempt += 1
             ctx.attempt = attempt
-            r = self.inner.run(fn, args, kwargs, ctx)
+            r = self._inner_run(fn, args, kwargs, ctx)
 
     async def run_async(
         self, fn: Callable[..., Any], args: Args, kwargs: Kwargs, ctx: Context
     ) -> Any:
         ctx.attempt = 1
-        r = await self.inner.run_async(fn, args, kwargs, ctx)
+        r = await self._inner_run_async(fn, args, kwargs, ctx)
         if self._fast and r.__class__ is not Failure:
             return r
         budget = self._controller.budget
@@ -254,7 +256,7 @@ class _RetryLayer(Layer):
                 await self.env.clock.sleep_async(delay)
             attempt += 1
             ctx.attempt = attempt
-            r = await self.inner.run_async(fn, args, kwargs, ctx)
+            r = await self._inner_run_async(fn, args, kwargs, ctx)
 
     def _step(self, r: Any, attempt: int, previous: float | None, ctx: Context) -> Any:
         """Return a :class:`_Wait` to retry, or the outcome to return."""

@@ -27,12 +27,14 @@ import math
 import os
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from attrs import field, frozen, validators
 
+from resilio._clock import SystemClock
 from resilio._outcome import Failure
 from resilio.errors import TimeoutExceeded
 from resilio.events import TimedOut
@@ -108,18 +110,8 @@ class Timeout(Policy):
         return _TimeoutLayer(inner, env, self)
 
 
-_WATCHING, _DONE, _FIRED = "watching", "done", "fired"
-
-
-class _Watch:
-    """One async call under a timeout: its task, its deadline (loop time) and its state."""
-
-    __slots__ = ("deadline", "state", "task")
-
-    def __init__(self, task: asyncio.Task[Any], deadline: float) -> None:
-        self.task: asyncio.Task[Any] | None = task
-        self.deadline = deadline
-        self.state = _WATCHING
+_FIRED: Any = object()
+"""Put in a watch entry's task slot once the watchdog cancelled the task."""
 
 
 class _Watchdog:
@@ -127,25 +119,31 @@ class _Watchdog:
 
     A layer's deadlines arrive in order (same timeout, monotonic loop time), so a FIFO holds
     them sorted and one timer, set for the oldest, serves them all: a call that finishes in time
-    only flags its entry, instead of scheduling and cancelling a timer of its own.
-    Used from its loop's thread only.
+    only clears its entry, instead of scheduling and cancelling a timer of its own.
+
+    An entry is a two-item list ``[task, deadline]``; the task slot becomes ``None`` when the
+    call finished and ``_FIRED`` when the watchdog cancelled it. Used from its loop's thread only.
     """
 
-    __slots__ = ("_entries", "_handle", "_loop")
+    __slots__ = ("_entries", "_handle", "_loop", "_time")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._entries: collections.deque[_Watch] = collections.deque()
+        # BaseEventLoop.time() is time.monotonic(); call that directly when it is the loop's.
+        base_time = asyncio.BaseEventLoop.time
+        self._time = time.monotonic if type(loop).time is base_time else loop.time
+        self._entries: collections.deque[list[Any]] = collections.deque()
         self._handle: asyncio.TimerHandle | None = None
 
-    def watch(self, task: asyncio.Task[Any], deadline: float) -> _Watch | None:
-        """Start watching a task; ``None`` if its deadline is earlier than one already queued."""
+    def watch(self, task: asyncio.Task[Any], seconds: float) -> list[Any] | None:
+        """Watch a task for ``seconds``; ``None`` if that ends before an entry already queued."""
         entries = self._entries
-        while entries and entries[0].state is not _WATCHING:
+        while entries and entries[0][0] is None:
             entries.popleft()
-        if entries and deadline < entries[-1].deadline:
+        deadline = self._time() + seconds
+        if entries and deadline < entries[-1][1]:
             return None
-        entry = _Watch(task, deadline)
+        entry = [task, deadline]
         entries.append(entry)
         if self._handle is None:
             self._handle = self._loop.call_at(deadline, self._fire)
@@ -153,32 +151,48 @@ class _Watchdog:
 
     def _fire(self) -> None:
         self._handle = None
-        now = self._loop.time()
+        now = self._time()
         entries = self._entries
         while entries:
             entry = entries[0]
-            if entry.state is _WATCHING:
-                if entry.deadline > now:
-                    self._handle = self._loop.call_at(entry.deadline, self._fire)
+            task = entry[0]
+            if task is not None:
+                if entry[1] > now:
+                    self._handle = self._loop.call_at(entry[1], self._fire)
                     return
-                entry.state = _FIRED
-                if entry.task is not None:
-                    entry.task.cancel()
+                entry[0] = _FIRED
+                task.cancel()
             entries.popleft()
 
 
 _WATCHDOGS_LOCK = threading.Lock()
+
+# On Python 3.11 asyncio.current_task() is a Python function costing more than the rest of a
+# timeout's fast path; the running task is read from asyncio's own table when it has one.
+_current_tasks: dict[Any, asyncio.Task[Any]] = getattr(asyncio.tasks, "_current_tasks", None) or {}
 _NO_LOOP: tuple[Any, Any] = (None, None)
 
 
 class _TimeoutLayer(Layer):
-    __slots__ = ("_monotonic", "_name", "_seconds", "_watchdog", "_watchdogs")
+    __slots__ = (
+        "_inner_run",
+        "_inner_run_async",
+        "_monotonic",
+        "_name",
+        "_seconds",
+        "_watchdog",
+        "_watchdogs",
+    )
 
     def __init__(self, inner: Layer, env: Env, policy: Timeout) -> None:
         super().__init__(inner, env, policy)
+        self._inner_run = inner.run
+        self._inner_run_async = inner.run_async
         self._seconds = policy.options.seconds
         self._name = policy.name
-        self._monotonic = env.clock.monotonic
+        clock = env.clock
+        # The system clock's monotonic() is time.monotonic(): call it without the extra frame.
+        self._monotonic = time.monotonic if type(clock) is SystemClock else clock.monotonic
         self._watchdog: tuple[Any, Any] = _NO_LOOP
         self._watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
             weakref.WeakKeyDictionary()
@@ -194,7 +208,7 @@ class _TimeoutLayer(Layer):
             deadline = previous
         ctx.deadline = deadline
         try:
-            return self.inner.run(fn, args, kwargs, ctx)
+            return self._inner_run(fn, args, kwargs, ctx)
         finally:
             ctx.deadline = previous
 
@@ -210,28 +224,27 @@ class _TimeoutLayer(Layer):
                 return self._expired(ctx, started=False)
             deadline = previous  # type: ignore[assignment]
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task(loop)
+        task = _current_tasks.get(loop) or asyncio.current_task(loop)
         entry = None
         if not tighter and task is not None:
             cache = self._watchdog
             watchdog = cache[1] if cache[0] is loop else self._watchdog_for(loop)
-            entry = watchdog.watch(task, loop.time() + (deadline - now))
+            entry = watchdog.watch(task, deadline - now)
         ctx.deadline = deadline
         if entry is None:
             return await self._run_scoped(fn, args, kwargs, ctx, deadline - now, previous)
         cancelling = task.cancelling()  # type: ignore[union-attr]
         try:
-            result = await self.inner.run_async(fn, args, kwargs, ctx)
+            result = await self._inner_run_async(fn, args, kwargs, ctx)
         except asyncio.CancelledError:
-            if entry.state is _FIRED and task.uncancel() <= cancelling:  # type: ignore[union-attr]
+            if entry[0] is _FIRED and task.uncancel() <= cancelling:  # type: ignore[union-attr]
                 return self._expired(ctx, started=True)
             raise
         finally:
-            if entry.state is _WATCHING:
-                entry.state = _DONE
-            entry.task = None
             ctx.deadline = previous
-        if entry.state is _FIRED:  # the call swallowed our cancellation and returned
+            if entry[0] is not _FIRED:
+                entry[0] = None
+        if entry[0] is _FIRED:  # the call swallowed our cancellation and returned
             task.uncancel()  # type: ignore[union-attr]
         return result
 
@@ -248,7 +261,7 @@ class _TimeoutLayer(Layer):
         scope = asyncio.timeout(left)
         try:
             async with scope:
-                return await self.inner.run_async(fn, args, kwargs, ctx)
+                return await self._inner_run_async(fn, args, kwargs, ctx)
         except TimeoutError:
             if not scope.expired():
                 raise  # pragma: no cover - layers return failures, they do not raise them

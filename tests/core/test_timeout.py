@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime
 import threading
@@ -252,6 +253,29 @@ class TestAsyncWatchdog:
         assert current is not None
         assert current.cancelling() == 0
         await asyncio.sleep(0.001)  # not cancelled
+
+    async def test_outer_cancellation_stops_the_watch(self) -> None:
+        """After an outer cancellation the watchdog never cancels the task later."""
+        p, _ = pipe(None, resilio.Timeout(0.02))
+        started = asyncio.Event()
+
+        async def hang() -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        async def caller() -> str:
+            with contextlib.suppress(asyncio.CancelledError):
+                await p.execute_async(hang)
+            current = asyncio.current_task()
+            assert current is not None
+            current.uncancel()
+            await asyncio.sleep(0.05)  # would be cancelled if the watch were still live
+            return "survived"
+
+        task = asyncio.create_task(caller())
+        await started.wait()
+        task.cancel()
+        assert await task == "survived"
 
 
 class TestThreadMode:
