@@ -1,0 +1,184 @@
+"""Operations, the plugin hooks, default pipelines and configuration overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from customerio import CustomerIOException
+
+import resilio
+from resilio import Context
+from resilio.classify import ErrorKind
+from resilio.plugins import _runtime, manager
+from resilio.testing import FakeClock
+from resilio_customerio import ServiceUnavailable
+from resilio_customerio._pipelines import default_config
+from resilio_customerio.client import ensure_plugin
+from resilio_customerio.operations import (
+    APP_OPERATIONS,
+    SPECS,
+    TRACK_OPERATIONS,
+    operations,
+    replay_client,
+    set_replay_client,
+)
+from resilio_customerio.testing import Simulator
+
+from ._adapter import make
+
+
+class TestOperations:
+    def test_every_client_method_is_an_operation(self) -> None:
+        """Every Track method and App send of the client is registered as customerio.<name>."""
+        assert TRACK_OPERATIONS == (
+            "identify", "track", "track_anonymous", "pageview", "backfill", "delete",
+            "add_device", "delete_device", "suppress", "unsuppress", "merge_customers", "batch",
+        )  # fmt: skip
+        assert set(APP_OPERATIONS) == {
+            "send_email", "send_push", "send_sms", "send_whatsapp", "send_inbox_message",
+            "send_in_app",
+        }  # fmt: skip
+
+    def test_idempotency(self) -> None:
+        """Track operations are idempotent; transactional sends are not."""
+        by_name = {op.name: op for op in operations()}
+        assert all(by_name[f"customerio.{m}"].idempotent for m in TRACK_OPERATIONS)
+        assert not any(by_name[f"customerio.{m}"].idempotent for m in APP_OPERATIONS)
+        assert all(op.pipeline_name == op.name for op in by_name.values())
+
+    def test_registered_through_the_hook(self) -> None:
+        """The plugin registers the operations in resilio's catalog."""
+        ensure_plugin()
+        registered = manager.catalog().operations
+        assert registered.get("customerio.track").idempotent is True
+        assert registered.get("customerio.send_email").idempotent is False
+
+    def test_classify_hook(self) -> None:
+        """resilio_classify claims raw client errors inside customerio operations only."""
+        ensure_plugin()
+        raw = CustomerIOException("503: https://x/api/v1/customers/1 {} ")
+        inside = _runtime.classify_with_plugins(raw, Context("customerio.identify"))
+        assert inside is not None
+        assert inside.kind is ErrorKind.TRANSIENT
+        import requests
+
+        outside = _runtime.classify_with_plugins(requests.ReadTimeout(), Context("other.op"))
+        assert outside is None
+
+    def test_replay_handlers_use_the_registered_client(
+        self, cio_simulator: Simulator, clock: FakeClock
+    ) -> None:
+        """Module-level handlers replay with the adapter registered for replays."""
+        set_replay_client(None)
+        handler = {op.name: op for op in operations()}["customerio.identify"].handler
+        assert handler is not None
+        with pytest.raises(RuntimeError, match="no ResilientCustomerIO"):
+            handler({"id": "9", "attributes": {"a": 1}})
+        with make(cio_simulator, clock, replay=True) as cio:
+            assert replay_client() is cio
+            handler({"id": "9", "attributes": {"a": 1}})
+        assert cio_simulator.customer("9") == {"a": 1}
+        with pytest.raises(RuntimeError):
+            replay_client()
+
+
+class TestDefaults:
+    def test_every_operation_has_a_default_pipeline(self) -> None:
+        """pipelines.yaml defines a pipeline for every operation, in the documented order."""
+        pipelines = default_config()["pipelines"]
+        assert set(pipelines) == set(SPECS)
+        kinds = [next(iter(entry)) for entry in pipelines["customerio.track"]]
+        assert kinds == [
+            "timeout", "retry", "circuit_breaker", "rate_limiter", "bulkhead", "timeout",
+        ]  # fmt: skip
+
+    def test_track_operations_share_one_breaker(
+        self, cio_simulator: Simulator, clock: FakeClock
+    ) -> None:
+        """Every Track pipeline holds the same breaker object; sends have their own."""
+        with make(cio_simulator, clock) as cio:
+            breakers = {
+                name: next(p for p in cio.pipeline(name).policies if p.kind == "circuit_breaker")
+                for name in SPECS
+            }
+        track = {id(breakers[f"customerio.{m}"]) for m in TRACK_OPERATIONS}
+        app = {id(breakers[f"customerio.{m}"]) for m in APP_OPERATIONS}
+        assert len(track) == 1
+        assert len(app) == 1
+        assert track != app
+
+
+class TestOverrides:
+    def test_dict_config_is_merged_over_defaults(
+        self, cio_simulator: Simulator, clock: FakeClock
+    ) -> None:
+        """A pipeline given in config replaces the default of that name only."""
+        config = {"pipelines": {"customerio.identify": [{"retry": {"attempts": 2}}]}}
+        cio_simulator.faults.add("*", status=500)
+        with make(cio_simulator, clock, config=config) as cio:
+            with pytest.raises(ServiceUnavailable):
+                cio.identify("1", a=1)
+            assert len(cio_simulator.requests) == 2
+            with pytest.raises(ServiceUnavailable):
+                cio.track("1", "e")
+            assert len(cio_simulator.requests) == 2 + 5
+
+    def test_yaml_file_config(
+        self, cio_simulator: Simulator, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        """A YAML file can retune a shared policy for every pipeline that refers to it."""
+        path = tmp_path / "cio.yaml"
+        path.write_text(
+            "policies:\n"
+            "  customerio.track.breaker:\n"
+            "    circuit_breaker: {failure_threshold: 2, break_duration: 60}\n"
+        )
+        cio_simulator.faults.add("*", status=503)
+        with (
+            make(cio_simulator, clock, config=str(path)) as cio,
+            pytest.raises(resilio.ResilioError),
+        ):
+            cio.identify("1", a=1)
+        assert len(cio_simulator.requests) == 2  # the breaker opened after two failures
+
+    def test_invalid_config_lists_problems(
+        self, cio_simulator: Simulator, clock: FakeClock
+    ) -> None:
+        """An invalid override is a ConfigError naming where it is."""
+        config = {"pipelines": {"customerio.track": [{"retry": {"attempts": 0}}]}}
+        with pytest.raises(resilio.ConfigError, match=r"customerio\.track"):
+            make(cio_simulator, clock, config=config)
+
+    def test_code_pipelines_win(self, cio_simulator: Simulator, clock: FakeClock) -> None:
+        """pipelines= replaces a configured pipeline with policies given in code."""
+        cio_simulator.faults.add("*", status=500)
+        with (
+            make(cio_simulator, clock, pipelines={"customerio.delete": []}) as cio,
+            pytest.raises(ServiceUnavailable),
+        ):
+            cio.delete("1")
+        assert len(cio_simulator.requests) == 1
+
+    @pytest.mark.redis
+    def test_shared_rate_limit_through_redis(
+        self, cio_simulator: Simulator, clock: FakeClock, redis_url: str
+    ) -> None:
+        """The stores section can put the Track rate limiter's state in Redis."""
+        import redis
+
+        config = {
+            "stores": {"shared": {"kind": "redis", "url": redis_url}},
+            "policies": {
+                "customerio.track.rate": {
+                    "rate_limiter": {"rate": 100, "per": 1, "max_wait": 5, "store": "shared"}
+                }
+            },
+        }
+        with make(cio_simulator, clock, config=config) as cio:
+            cio.identify("1", a=1)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            assert client.keys("*")
+        finally:
+            client.close()
