@@ -148,9 +148,7 @@ class AsyncResilientCustomerIO:
         op = "customerio.pageview"
         return await self._run(op, _build.pageview(op, customer_id, page, data))
 
-    async def backfill(
-        self, customer_id: str | int, name: str, timestamp: Any, **data: Any
-    ) -> Any:
+    async def backfill(self, customer_id: str | int, name: str, timestamp: Any, **data: Any) -> Any:
         """Coroutine version of ``ResilientCustomerIO.backfill``."""
         op = "customerio.backfill"
         payload = _build.event(
