@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import resilio
 from resilio import backoff
@@ -493,3 +495,45 @@ class TestController:
         delays = [c.decide(1, t, None, 0.0, None, None)[1] for _ in range(200)]
         assert all(8 <= d <= 8.8 for d in delays)
         assert max(delays) > 8.4
+
+
+class TestFloorProperty:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        retry_after=st.floats(0, 1e5),
+        max_delay=st.floats(0, 1e5),
+        attempt=st.integers(1, 10**9),
+        seed=st.integers(0, 2**32),
+        jitter=st.sampled_from(["full", "equal", "none"]),
+        left=st.none() | st.floats(0, 1e6),
+    )
+    def test_jitter_only_adds_to_the_floor(
+        self,
+        retry_after: float,
+        max_delay: float,
+        attempt: int,
+        seed: int,
+        jitter: Any,
+        left: float | None,
+    ) -> None:
+        """An honoured Retry-After hint is waited at least in full, within the bounds."""
+        c = RetryController(
+            attempts=10**10,
+            backoff=backoff.exponential(jitter=jitter),
+            max_delay=max_delay,
+            retry_ambiguous=False,
+            budget=None,
+            rng=random.Random(seed),
+        )
+        t = Classification(kind=ErrorKind.THROTTLED, retry_after=retry_after)
+        deadline = None if left is None else 1000.0 + left
+        if deadline is not None:
+            left = deadline - 1000.0  # what the controller sees after rounding
+        reason, delay, _ = c.decide(attempt, t, None, 1000.0, deadline, None)
+        if reason is None:
+            assert retry_after <= delay <= max_delay
+            if left is not None:
+                assert delay < left
+        else:
+            assert reason == "retry_after_too_long"
+            assert retry_after > max_delay or (left is not None and retry_after >= left)
