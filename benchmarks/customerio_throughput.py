@@ -1,0 +1,177 @@
+"""Throughput of the Customer.io adapter against the bare ``customerio`` client.
+
+Sends N track events (default 5,000) to the local simulator, which runs in its own process with
+no faults, and prints events per second for:
+
+* the bare client (``customerio.CustomerIO``, its defaults), sequentially and from 8 threads;
+* ``ResilientCustomerIO`` with its default pipelines, the same two ways. The default client-side
+  rate limit (100 requests/s, Customer.io's documented pace) is lifted for this measurement,
+  which is about the pipelines' own cost;
+* ``ResilientCustomerIO.batch`` with v2 batches of 100 events, sequentially;
+* the ``send`` command's engine over a JSONL file, with ``--concurrency 8`` and ``--batch 100``.
+
+Targets: adapter >= 0.9x the bare client at the same concurrency; batches >= 10x the bare
+client (sequential). Run: ``PYTHONPATH=. .venv/bin/python benchmarks/customerio_throughput.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import customerio
+
+from resilio_customerio import ResilientCustomerIO
+from resilio_customerio._journal import Journal
+from resilio_customerio._send import SendOptions, send_file
+from resilio_customerio.ulid import new_ulid
+
+UNTHROTTLED = {
+    "version": 1,
+    "policies": {
+        "customerio.track.rate": {
+            "rate_limiter": {"rate": 1_000_000, "per": 1, "burst": 1_000_000, "max_wait": 5}
+        }
+    },
+}
+
+
+class SimulatorProcess:
+    """The simulator in a child process, so it does not share this process's GIL."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "resilio_customerio.testing", "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )
+        assert self.proc.stdout is not None
+        text = ""
+        while "Press Ctrl-C" not in text:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the simulator did not start")
+            text += line
+        self.port = int(re.search(r"port:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+        self.ca = re.search(r"ca:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
+        os.environ["REQUESTS_CA_BUNDLE"] = self.ca
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "site_id": "site",
+            "api_key": "key",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "url_prefix": "/api/v1",
+        }
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def timed(n: int, threads: int, send: Callable[[int], Any]) -> float:
+    start = time.perf_counter()
+    if threads == 1:
+        for i in range(n):
+            send(i)
+    else:
+        with cf.ThreadPoolExecutor(threads) as pool:
+            for _ in pool.map(send, range(n)):
+                pass
+    return n / (time.perf_counter() - start)
+
+
+def bench(n: int) -> dict[str, float]:
+    sim = SimulatorProcess()
+    results: dict[str, float] = {}
+    try:
+        bare = customerio.CustomerIO(**sim.kwargs())
+        adapter = ResilientCustomerIO(**sim.kwargs(), region="us", config=UNTHROTTLED)
+
+        def bare_track(i: int) -> None:
+            bare.track(f"b{i % 50}", "bench", data={"i": i}, id=new_ulid())
+
+        def adapter_track(i: int) -> None:
+            adapter.track(f"a{i % 50}", "bench", data={"i": i})
+
+        for name, fn in (("warm-up", bare_track), ("warm-up", adapter_track)):
+            timed(200, 1, fn)
+            del name
+        for threads in (1, 8):
+            results[f"bare client, {threads} thread(s)"] = timed(n, threads, bare_track)
+            results[f"adapter, {threads} thread(s)"] = timed(n, threads, adapter_track)
+
+        def batch(i: int) -> None:
+            ops = [
+                {
+                    "type": "person",
+                    "action": "event",
+                    "identifiers": {"id": f"c{(i * 100 + k) % 50}"},
+                    "name": "bench",
+                    "id": new_ulid(),
+                    "attributes": {"i": i * 100 + k},
+                }
+                for k in range(100)
+            ]
+            adapter.batch(ops)
+
+        start = time.perf_counter()
+        for i in range(n // 100):
+            batch(i)
+        results["adapter batch (100 per request), 1 thread"] = n / (time.perf_counter() - start)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for label, options in (
+                ("send command, --concurrency 8", SendOptions(concurrency=8)),
+                ("send command, --batch 100", SendOptions(concurrency=1, batch=100)),
+            ):
+                path = Path(tmp) / f"{options.batch}.jsonl"
+                with path.open("w") as out:
+                    for i in range(n):
+                        line = {"op": "track", "id": f"s{i % 50}", "name": "b", "data": {"i": i}}
+                        out.write(json.dumps(line) + "\n")
+                start = time.perf_counter()
+                with Journal(Path(str(path) + ".journal")) as journal:
+                    report = send_file(path, adapter, journal, options)
+                assert report.counts == {"sent": n}, report.counts
+                results[label] = n / (time.perf_counter() - start)
+        bare.close()
+        adapter.close()
+    finally:
+        sim.stop()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5000)
+    args = parser.parse_args()
+    results = bench(args.events)
+    base1 = results["bare client, 1 thread(s)"]
+    base8 = results["bare client, 8 thread(s)"]
+    print(f"{args.events} track events to the simulator (no faults)")
+    print(f"{'':48}{'events/s':>10}  ratio")
+    for name, rate in results.items():
+        base = base8 if "8" in name and "batch" not in name else base1
+        print(f"{name:48}{rate:>10.0f}  {rate / base:.2f}x")
+    print(
+        f"targets: adapter/bare >= 0.9 -> {results['adapter, 1 thread(s)'] / base1:.2f} "
+        f"(1 thread), {results['adapter, 8 thread(s)'] / base8:.2f} (8 threads); "
+        f"batch/bare >= 10 -> {results['adapter batch (100 per request), 1 thread'] / base1:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
