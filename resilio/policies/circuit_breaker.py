@@ -334,6 +334,8 @@ class CircuitBreaker(Policy):
     def _admit(self, env: Env, ctx: Any) -> int | Failure | None:
         """Ask to run a call: ``None`` closed, an ``int`` trial id, or a rejection Failure."""
         m = self._machine
+        if m.state is _CLOSED:
+            return None
         now = env.clock.monotonic()
         tid = next(self._trial_ids)
         with self._lock:
