@@ -15,7 +15,7 @@ from resilio.classify import Classification, ErrorKind
 from resilio.policies._base import Env, Layer, Policy
 
 if TYPE_CHECKING:
-    from resilio.classify import Classifier
+    from resilio.classify import Classification, Classifier
     from resilio.events import Event, Listener
 
 __all__ = ["Pipeline"]
@@ -174,11 +174,25 @@ class Pipeline:
         for listener in self._listeners:
             try:
                 listener(event)
-            except Exception:  # noqa: BLE001, PERF203 - a listener must never break a call
+            except Exception:
                 from resilio.telemetry._log import log_listener_error
 
                 log_listener_error(listener, event)
         self._plugin_events(event)
+
+    def classify(self, error: BaseException, context: Context | None = None) -> Classification:
+        """Classify an exception the way this pipeline's policies would.
+
+        Args:
+            error: The exception.
+            context: The execution context (its operation selects the operation's classifier).
+
+        Returns:
+            The classification from the pipeline's classifier, the operation's, plugins', or the
+            default.
+        """
+        ctx = self._context(context)
+        return self._env.classify(Failure(error), ctx)
 
     # -- running -----------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from attrs import define, frozen
 
 from resilio._clock import SYSTEM_CLOCK, Clock
 from resilio._context import Context
-from resilio._outcome import Failure
 from resilio.classify import Classification, ErrorKind, default_classifier
 
 if TYPE_CHECKING:
@@ -202,9 +201,9 @@ class Drainer:
             c = self.classifier(error, ctx)
             if c is not None:
                 return c
-        env = getattr(pipeline, "_env", None)
-        if env is not None and hasattr(env, "classify"):
-            result: Classification = env.classify(Failure(error), ctx)
+        classify = getattr(pipeline, "classify", None)
+        if classify is not None:
+            result: Classification = classify(error, ctx)
             return result
         return default_classifier(error, ctx)
 
