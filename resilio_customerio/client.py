@@ -34,7 +34,7 @@ from resilio_customerio.batching import (
     split,
 )
 from resilio_customerio.classify import classify, parse_retry_after, translate
-from resilio_customerio.errors import ConfigurationProblem, CustomerIOError
+from resilio_customerio.errors import ConfigurationProblem, CustomerIOError, InvalidRequest
 from resilio_customerio.operations import SPECS, set_replay_client
 from resilio_customerio.region import resolve_region
 
@@ -295,6 +295,10 @@ class ResilientCustomerIO:
         tap.clear()
         try:
             return spec.call(self, payload)
+        except (KeyError, AttributeError) as exc:
+            if tap.status is not None:
+                raise translate(exc, name, idempotent=spec.idempotent, api=spec.api) from exc
+            raise InvalidRequest(name, None, "the payload does not fit the operation") from exc
         except Exception as exc:
             raise translate(
                 exc,

@@ -67,7 +67,7 @@ def _app(cio: ResilientCustomerIO) -> Any:
 
 
 def _event_kwargs(p: dict[str, Any]) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"data": p.get("data") or {}, "id": p["id"]}
+    kwargs: dict[str, Any] = {"data": p.get("data") or {}, "id": p.get("id")}
     if p.get("timestamp") is not None:
         kwargs["timestamp"] = p["timestamp"]
     return kwargs
@@ -76,7 +76,9 @@ def _event_kwargs(p: dict[str, Any]) -> dict[str, Any]:
 def _pageview(cio: ResilientCustomerIO, p: dict[str, Any]) -> Any:
     # The client's pageview() cannot send an event id; send the same request with one.
     client = _track(cio)
-    body = {"type": "page", "name": p["page"], "data": p.get("data") or {}, "id": p["id"]}
+    body = {"type": "page", "name": p["page"], "data": p.get("data") or {}}
+    if p.get("id"):
+        body["id"] = p["id"]
     return client.send_request("POST", client.get_event_query_string(p["customer_id"]), body)
 
 
@@ -92,7 +94,7 @@ _TRACK: tuple[OperationSpec, ...] = (
         "identify",
         "track",
         True,
-        lambda cio, p: _track(cio).identify(p["id"], **p["attributes"]),
+        lambda cio, p: _track(cio).identify(p["id"], **(p.get("attributes") or {})),
         "Create or update a person (an upsert).",
     ),
     OperationSpec(
@@ -137,7 +139,7 @@ _TRACK: tuple[OperationSpec, ...] = (
         "track",
         True,
         lambda cio, p: _track(cio).add_device(
-            p["customer_id"], p["device_id"], p["platform"], **p["data"]
+            p["customer_id"], p["device_id"], p["platform"], **(p.get("data") or {})
         ),
         "Add or update a person's device.",
     ),

@@ -82,6 +82,19 @@ class TestOperations:
         with pytest.raises(RuntimeError):
             replay_client()
 
+    def test_hand_made_payloads(self, cio_simulator: Simulator, clock: FakeClock) -> None:
+        """A minimal hand-made payload replays; one missing a field is PERMANENT, nothing sent."""
+        from resilio_customerio import InvalidRequest
+
+        with make(cio_simulator, clock) as cio:
+            handler = cio.operation("customerio.track").handler
+            assert handler is not None
+            handler({"customer_id": "42", "name": "signed_up"})
+            with pytest.raises(InvalidRequest, match="does not fit"):
+                handler({"name": "no customer"})
+        assert [e["name"] for e in cio_simulator.events("42")] == ["signed_up"]
+        assert len(cio_simulator.requests) == 1
+
 
 class TestDefaults:
     def test_every_operation_has_a_default_pipeline(self) -> None:
