@@ -360,18 +360,11 @@ def _run_outbox(argv: list[str]) -> int:
         from resilio.outbox import cli as outbox_cli
     except ImportError:
         raise UsageError("the outbox commands are not available in this installation") from None
-    parser = argparse.ArgumentParser(
-        prog="resilio-customerio outbox",
-        description="Inspect, drain and requeue the Customer.io adapter's outbox.",
-    )
-    subparsers = parser.add_subparsers(dest="outbox_command", metavar="COMMAND")
+    parser = argparse.ArgumentParser(prog="resilio-customerio")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     outbox_cli.register(subparsers)
-    args = parser.parse_args(argv)
-    handler = getattr(args, "handler", None) or getattr(args, "func", None)
-    if handler is None:
-        parser.print_help()
-        return EXIT_USAGE
-    return int(handler(args) or 0)
+    args = parser.parse_args(["outbox", *argv])
+    return int(args.func(args) or 0)
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -305,3 +305,10 @@ class TestSendCommand:
         assert "  sent                           5" in out
         assert sorted(e["data"]["seq"] for e in sim.events("q")) == [0, 1, 2, 3, 4]
         assert sim.stats()["statuses"][503] == 3
+
+    def test_outbox_commands_are_forwarded(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`outbox stats --sqlite PATH` runs resilio's outbox command and exits 0."""
+        assert cli.main(["outbox", "stats", "--sqlite", str(tmp_path / "o.sqlite3")]) == 0
+        assert "pending           0" in capsys.readouterr().out
