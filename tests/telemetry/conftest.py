@@ -51,9 +51,9 @@ class Metrics:
                 for metric in sm.metrics:
                     points = out.setdefault(metric.name, [])
                     for point in metric.data.data_points:
-                        value = getattr(point, "value", None)
+                        value: Any = getattr(point, "value", None)
                         if value is None:
-                            value = (point.count, point.sum)  # type: ignore[attr-defined]
+                            value = (getattr(point, "count", None), getattr(point, "sum", None))
                         points.append((dict(point.attributes or {}), value))
         return out
 

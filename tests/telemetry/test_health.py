@@ -1,0 +1,138 @@
+"""Health reports: statuses through breaker states, latencies, outboxes, probes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import pytest
+
+import resilio
+from resilio import CircuitBreaker, Pipeline
+from resilio.policies._base import Env, Layer, Policy
+from resilio.telemetry import metrics as resilio_metrics
+from resilio.telemetry.health import health, register_probe, unregister_probe
+from resilio.testing import FakeClock
+
+
+def _failing() -> None:
+    raise ConnectionError("down")
+
+
+class _Limiter(Policy):
+    kind: ClassVar[str] = "rate_limiter"
+
+    def __init__(self) -> None:
+        self.name = "rl"
+        self.options = type("O", (), {"burst": 10})()
+        self.available = 2.5
+
+    def make_layer(self, inner: Layer, env: Env) -> Layer:
+        return Layer(inner, env, self)
+
+
+class TestStatus:
+    def test_through_breaker_states(self, clock: FakeClock) -> None:
+        """Healthy when closed, unhealthy when open, degraded when half-open, healthy again."""
+        breaker = CircuitBreaker(failure_threshold=1, break_duration=10, half_open_max_calls=1)
+        p = Pipeline([breaker], name="svc", clock=clock)
+        p.execute(lambda: 1)
+        report = resilio.health(p)
+        assert report.status == "healthy"
+        assert report.pipeline("svc").policies[0].state == "closed"
+        with pytest.raises(ConnectionError):
+            p.execute(_failing)
+        report = resilio.health([p])
+        assert (report.status, report.http_status) == ("unhealthy", 503)
+        assert report.pipeline("svc").policies[0].state == "open"
+        clock.advance(11)
+        seen: dict[str, Any] = {}
+
+        def trial() -> int:
+            seen["report"] = health({"svc": p})
+            return 1
+
+        p.execute(trial)
+        assert seen["report"].status == "degraded"
+        assert seen["report"].http_status == 200
+        assert health(p).status == "healthy"
+
+    def test_last_times_and_latency(self, clock: FakeClock) -> None:
+        """Last success/failure are wall times and latencies give p50/p95/p99 of recent calls."""
+        p = Pipeline([], name="lat", clock=clock)
+        for ms in range(1, 101):
+
+            def call(ms: int = ms) -> int:
+                clock.advance(ms / 1000)
+                return ms
+
+            p.execute(call)
+        with pytest.raises(ConnectionError):
+            p.execute(_failing)
+        entry = health(p).pipeline("lat")
+        assert entry.latency["p50"] == pytest.approx(0.050)
+        assert entry.latency["p95"] == pytest.approx(0.095)
+        assert entry.latency["p99"] == pytest.approx(0.099)
+        assert entry.latency["count"] == 101
+        assert entry.last_success == pytest.approx(clock.time())
+        assert entry.last_failure == pytest.approx(clock.time())
+
+    def test_registry_and_saturation(self) -> None:
+        """A registry with a pipelines mapping is accepted; limiter saturation is computed."""
+        p = Pipeline([_Limiter()], name="reg")
+
+        class Registry:
+            pipelines: ClassVar[dict[str, Any]] = {"reg": p}
+
+        entry = health(Registry()).pipeline("reg")
+        assert entry.policies[0].saturation == pytest.approx(0.75)
+        assert entry.policies[0].details["available"] == 2.5
+
+    def test_default_source_lists_live_pipelines(self) -> None:
+        """health() with no argument reports every live instrumented pipeline."""
+        p = Pipeline([], name="everywhere")
+        names = [e.name for e in health().pipelines]
+        assert "everywhere" in names
+        del p
+
+
+class TestOutboxesAndProbes:
+    def test_growing_outbox_degrades(self) -> None:
+        """An outbox whose depth grew at three reports in a row makes the report degraded."""
+        depth = iter([1, 5, 9, 9])
+        resilio_metrics.observe_outbox("grow", lambda: next(depth))
+        try:
+            statuses = [health([]).status for _ in range(4)]
+        finally:
+            resilio_metrics.unobserve_outbox("grow")
+        assert statuses == ["healthy", "healthy", "degraded", "healthy"]
+
+    def test_failing_probe_is_unhealthy(self) -> None:
+        """A probe that raises makes the report unhealthy and names only the error type."""
+
+        def probe() -> None:
+            raise ConnectionError("secret-host-name")
+
+        register_probe("svc.ping", probe)
+        try:
+            assert health([]).probes == {}
+            report = health([], probe=True)
+        finally:
+            unregister_probe("svc.ping")
+        assert report.status == "unhealthy"
+        assert report.probes["svc.ping"]["error_type"] == "ConnectionError"
+        assert "secret-host-name" not in json.dumps(report.to_dict())
+
+    def test_to_dict_is_json(self, clock: FakeClock) -> None:
+        """to_dict() is JSON-serialisable and carries status, pipelines, outboxes and probes."""
+        p = Pipeline([CircuitBreaker(name="cb")], name="j", clock=clock)
+        p.execute(lambda: 1)
+        data = json.loads(json.dumps(health(p).to_dict()))
+        assert data["status"] == "healthy"
+        assert data["pipelines"][0]["policies"][0] == {
+            "name": "cb",
+            "kind": "circuit_breaker",
+            "state": "closed",
+            "saturation": None,
+        }
+        assert set(data) == {"status", "checked_at", "pipelines", "outboxes", "probes"}
