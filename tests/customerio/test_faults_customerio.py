@@ -167,6 +167,16 @@ class TestRegions:
         assert region == Regions.EU
         assert [r.path for r in sim.requests] == ["/api/v1/accounts/region"]
 
+    def test_adapter_resolves_auto_at_construction(
+        self, make_simulator: object, clock: FakeClock
+    ) -> None:
+        """ResilientCustomerIO(region="auto") resolves once, then calls go straight through."""
+        sim = make_simulator(region="eu")  # type: ignore[operator]
+        with make(sim, clock, region="auto") as cio:
+            assert cio.region == Regions.EU
+            cio.identify("1", a=1)
+        assert [r.endpoint for r in sim.requests] == ["region", "identify"]
+
     def test_auto_with_bad_credentials(self, make_simulator: object) -> None:
         """A refused region lookup is an auth error, raised at construction."""
         from resilio_customerio import AuthenticationFailed
