@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from resilio_customerio.aio import AsyncResilientCustomerIO
     from resilio_customerio.batching import BatchBuffer, BatchItemResult, BatchResult
-    from resilio_customerio.classify import classify
     from resilio_customerio.client import ResilientCustomerIO
     from resilio_customerio.errors import (
         AuthenticationFailed,
@@ -44,7 +43,6 @@ __all__ = [
     "ResilientCustomerIO",
     "ServiceUnavailable",
     "Throttled",
-    "classify",
     "new_ulid",
 ]
 
@@ -62,7 +60,6 @@ _LAZY: dict[str, str] = {
     "ResilientCustomerIO": "resilio_customerio.client",
     "ServiceUnavailable": "resilio_customerio.errors",
     "Throttled": "resilio_customerio.errors",
-    "classify": "resilio_customerio.classify",
     "new_ulid": "resilio_customerio.ulid",
 }
 
