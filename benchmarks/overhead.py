@@ -144,6 +144,8 @@ def resilio_rows(number: int, repeat: int) -> tuple[list[Row], dict[str, float]]
         label = "Fallback>Timeout>Retry (breaker/bulkhead unavailable)"
     add("five", f"resilio: {label}", pipe(*five)(ok))
     add("five_async", f"resilio: {label} (async)", pipe(*five)(aok), True)
+    default = resilio.Pipeline(five, name="bench-telemetry")  # telemetry on, no SDK configured
+    add("five_telemetry", f"resilio: {label} (default telemetry)", default(ok))
     return rows, figures
 
 
