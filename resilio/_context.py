@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from resilio._clock import Clock
 
-__all__ = ["Context"]
+__all__ = ["REPLAY_ATTRIBUTE", "Context"]
+
+REPLAY_ATTRIBUTE = "resilio.outbox.replay"
+"""Context attribute marking the replay of an outbox item (a fallback never re-queues it)."""
 
 
 class Context:

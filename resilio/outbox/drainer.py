@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from attrs import define, frozen
 
 from resilio._clock import SYSTEM_CLOCK, Clock
-from resilio._context import Context
+from resilio._context import REPLAY_ATTRIBUTE, Context
 from resilio.classify import Classification, ErrorKind, default_classifier
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Decision", "DrainReport", "Drainer", "decide", "exponential_backoff"]
 
-REPLAY_ATTRIBUTE = "resilio.outbox.replay"
 """Context attribute set to ``True`` while an item is replayed (a fallback must not re-enqueue)."""
 
 

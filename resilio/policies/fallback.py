@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from attrs import field, frozen
 
+from resilio._context import REPLAY_ATTRIBUTE
 from resilio._outcome import Failure
 from resilio.classify import Classification, ErrorKind
 from resilio.events import FallbackUsed, error_type_name
@@ -335,6 +336,9 @@ class _FallbackLayer(Layer):
         if self._action == "enqueued":
             if self.env.classify(r, ctx).kind is ErrorKind.PERMANENT:
                 return r
+            attributes = ctx._attributes
+            if attributes is not None and attributes.get(REPLAY_ATTRIBUTE):
+                return r  # a replay's failure goes back to the drainer, not into a new item
             if ctx.payload is None:
                 self._note(
                     error,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import resilio
+from resilio._context import REPLAY_ATTRIBUTE
 from resilio.classify import Classification, ErrorKind
 from resilio.events import FallbackUsed
 from resilio.policies.fallback import Enqueuer
@@ -267,6 +268,15 @@ class TestEnqueue:
         p, _ = pipe(clock, resilio.Fallback(enqueue=outbox))
         with pytest.raises(PermissionError):
             run(p, fail(PermissionError("no")), resilio.Context("op", payload={}))
+        assert outbox.items == []
+
+    def test_outbox_replay_is_never_requeued(self, clock: FakeClock, run: Runner) -> None:
+        """A failure during an outbox replay goes back to the drainer, not into a new item."""
+        outbox = Outbox()
+        p, _ = pipe(clock, resilio.Fallback(enqueue=outbox))
+        ctx = resilio.Context("op", payload={"n": 1}, attributes={REPLAY_ATTRIBUTE: True})
+        with pytest.raises(ConnectionError):
+            run(p, fail(ConnectionError("x")), ctx)
         assert outbox.items == []
 
     def test_no_payload_queues_nothing_and_says_so(self, clock: FakeClock, run: Runner) -> None:
