@@ -333,3 +333,33 @@ class TestSharing:
                 p1.execute(user_function_that_fails)
         with pytest.raises(resilio.CircuitOpen):
             p2.execute(lambda: "never runs")
+
+
+class TestBrokenListener:
+    def test_raising_listener_is_logged_and_does_not_break_the_call(self, clock: FakeClock) -> None:
+        """A listener that raises is logged by name and the call still returns its result."""
+        from structlog.testing import capture_logs
+
+        def broken(event: object) -> None:
+            raise RuntimeError("listener bug secret-canary")
+
+        calls = iter([ConnectionError("x"), "ok"])
+
+        def flaky() -> str:
+            value = next(calls)
+            if isinstance(value, Exception):
+                raise value
+            return value
+
+        p = resilio.Pipeline(
+            [resilio.Retry(attempts=2, backoff=resilio.backoff.constant(0))],
+            listeners=[broken],
+            clock=clock,
+            telemetry=False,
+        )
+        with capture_logs() as logs:
+            assert p.execute(flaky) == "ok"
+        failed = [entry for entry in logs if entry["event"] == "resilio.listener.failed"]
+        assert failed[0]["event_name"] == "retry.scheduled"
+        assert failed[0]["error_type"] == "RuntimeError"
+        assert "secret-canary" not in repr(logs)
