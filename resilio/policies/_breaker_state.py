@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 
 from attrs import frozen
 
@@ -106,6 +107,21 @@ class CountWindow:
         self.calls += 1
         self.failures += failed
         self.slow += slow
+
+    def add_success(self) -> None:
+        """Record one fast success (the hot path of :meth:`BreakerMachine.record_success`)."""
+        pos = self.pos
+        old = self.ring[pos]
+        if old:
+            if old & 2:
+                self.failures -= 1
+            if old & 4:
+                self.slow -= 1
+        else:
+            self.calls += 1
+        self.ring[pos] = 1
+        pos += 1
+        self.pos = 0 if pos == self.size else pos
 
     def clear(self) -> None:
         """Forget every call."""
@@ -230,6 +246,32 @@ class BreakerMachine:
         if reason is None:
             return None
         return self.open(now, reason)
+
+    def record_success(self, now: float | None, clock: Callable[[], float]) -> Transition | None:
+        """Count a fast (not slow) success of a call admitted while closed.
+
+        Same as ``record(now, False, False)``, cheaper: in a full count window a success can
+        only lower the rates, so they are judged only when the window reaches
+        ``minimum_calls``. ``now`` may be ``None``; ``clock`` is then called if time is needed.
+        """
+        if self.state is not CircuitState.CLOSED:
+            return None
+        self.consecutive = 0
+        window = self.window
+        if window is None:
+            return None
+        if isinstance(window, CountWindow):
+            window.add_success()
+            if window.calls != self.rules.minimum_calls:
+                return None
+        else:
+            if now is None:
+                now = clock()
+            window.add(now, False, False)
+        reason = self.rate_rule(window.calls, window.failures, window.slow)
+        if reason is None:
+            return None
+        return self.open(clock() if now is None else now, reason)
 
     def rate_rule(self, calls: int, failures: int, slow: int) -> str | None:
         """Return which rate rule trips for these window counts, if any."""

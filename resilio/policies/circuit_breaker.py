@@ -414,16 +414,16 @@ class CircuitBreaker(Policy):
         if transition is not None:
             self._opened(transition, env, ctx, result, now)
 
-    def _success(self, env: Env) -> None:
+    def _success(self, env: Env, ctx: Any) -> None:
         """Count a success of a call admitted while closed (fast path, no slow-call rule)."""
-        if self._needs_now:
-            now = env.clock.monotonic()
-            with self._lock:
-                self._machine.record(now, False, False)
+        clock = env.clock
+        now = clock.monotonic() if self._needs_now else None
+        with self._lock:
+            transition = self._machine.record_success(now, clock.monotonic)
+            if now is not None:
                 self._last_success_at = now
-        else:
-            with self._lock:
-                self._machine.record(0.0, False, False)
+        if transition is not None:  # the window just reached minimum_calls at a tripping rate
+            self._opened(transition, env, ctx, None, clock.monotonic())
 
     def _opened(self, transition: Transition, env: Env, ctx: Any, result: Any, now: float) -> None:
         """Remember what opened the circuit (if it opened), then report the transition."""
@@ -506,7 +506,7 @@ class _BreakerLayer(Layer):
             if result.__class__ is Failure:
                 self._breaker._settle(self.env, ctx, None, result, 0.0)
             elif m.consecutive or self._track:
-                self._breaker._success(self.env)
+                self._breaker._success(self.env, ctx)
             return result
         return self._run_slow(fn, args, kwargs, ctx)
 
@@ -536,7 +536,7 @@ class _BreakerLayer(Layer):
             if result.__class__ is Failure:
                 self._breaker._settle(self.env, ctx, None, result, 0.0)
             elif m.consecutive or self._track:
-                self._breaker._success(self.env)
+                self._breaker._success(self.env, ctx)
             return result
         breaker = self._breaker
         env = self.env

@@ -82,8 +82,8 @@ class BreakerModel(RuleBasedStateMachine):
         return rules.slow_call_rate is not None and slow >= rules.slow_call_rate * calls
 
     @precondition(lambda self: self.m.state is CircuitState.CLOSED)
-    @rule(failed=st.booleans(), slow=st.booleans())
-    def closed_call(self, failed: bool, slow: bool) -> None:
+    @rule(failed=st.booleans(), slow=st.booleans(), fast=st.booleans())
+    def closed_call(self, failed: bool, slow: bool, fast: bool) -> None:
         """A call admitted while closed reports; the circuit opens only if a rule trips."""
         self.consecutive = self.consecutive + 1 if failed else 0
         if self.cfg.windowed:
@@ -91,7 +91,10 @@ class BreakerModel(RuleBasedStateMachine):
             if len(self.recent) > self.size:
                 self.recent.popleft()
         expected = self._would_trip(failed)
-        transition = self.m.record(self.now, failed, slow)
+        if fast and not failed and not slow:  # the success fast path must agree with record()
+            transition = self.m.record_success(None, lambda: self.now)
+        else:
+            transition = self.m.record(self.now, failed, slow)
         assert (transition is not None) == expected
         if transition is not None:
             assert self.m.state is CircuitState.OPEN

@@ -294,6 +294,23 @@ class TestRateRules:
         assert state_of(breaker) is CircuitState.OPEN
         assert rec.of(CircuitOpened)[0].reason == "failure_rate"
 
+    @pytest.mark.parametrize("window", [{"window_size": 10}, {"window": 60}])
+    def test_rate_judged_when_a_success_reaches_minimum_calls(
+        self, clock: FakeClock, window: dict[str, Any]
+    ) -> None:
+        """A success that brings the window to minimum_calls at a tripping rate opens it."""
+        breaker, p, rec = make(
+            clock, failure_threshold=None, failure_rate=0.5, minimum_calls=4, **window
+        )
+        fail_times(p, 3)
+        assert state_of(breaker) is CircuitState.CLOSED
+        assert p.execute(ok) == "ok"
+        assert state_of(breaker) is CircuitState.OPEN
+        opened = rec.of(CircuitOpened)[0]
+        assert opened.reason == "failure_rate"
+        assert opened.error_type is None
+        assert breaker.snapshot().retry_after == pytest.approx(30)
+
     def test_count_window_forgets_old_calls(self, clock: FakeClock) -> None:
         """Only the last window_size calls count towards the rate."""
         breaker, p, _ = make(
