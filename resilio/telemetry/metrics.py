@@ -191,12 +191,20 @@ class PipelineStats:
             self._executions[key] = self._executions.get(key, 0) + 1
         self._queue(binding, True, self.attrs(outcome, error_type), duration)
 
-    def attempt(self, binding: _Binding, ok: bool, duration: float) -> None:
-        """Count one attempt and queue its duration."""
+    def attempt(self, binding: _Binding, ok: bool, duration: float, *, count: bool = True) -> None:
+        """Count one attempt (unless ``count`` is false) and queue its duration."""
         outcome = "success" if ok else "failure"
-        with self._lock:
-            self._attempts[outcome] = self._attempts.get(outcome, 0) + 1
+        if count:
+            self.count_attempts(int(not ok), int(ok))
         self._queue(binding, False, self.attrs(outcome), duration)
+
+    def count_attempts(self, failures: int, successes: int) -> None:
+        """Count attempts by outcome, without durations."""
+        with self._lock:
+            if failures:
+                self._attempts["failure"] = self._attempts.get("failure", 0) + failures
+            if successes:
+                self._attempts["success"] = self._attempts.get("success", 0) + successes
 
     def event(self, policy: str, event: str, wait: float | None = None) -> None:
         """Count one policy event (and a rate limiter's wait)."""

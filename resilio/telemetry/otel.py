@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from opentelemetry import context as otel_context
 from opentelemetry import trace as _trace_mod
+from opentelemetry.metrics import _internal as _metrics_internal
 from opentelemetry.trace import (
     NoOpTracerProvider,
     ProxyTracerProvider,
@@ -163,14 +164,21 @@ class Instrumentation:
             time.monotonic if clock is SYSTEM_CLOCK else clock.monotonic
         )
         # The attempt layer goes just inside the innermost retry, else around the function.
+        # It is built only when it can matter: with trace_attempts, or when a meter provider is
+        # known now (a layer costs a call per attempt even when it has nothing to do).
         self._attempt_target: Policy | None = None
-        for policy in reversed(pipeline.policies):
-            if policy.kind == "retry":
-                self._attempt_target = policy
-                break
-        else:
-            if pipeline.policies:
-                self._attempt_target = pipeline.policies[-1]
+        self._has_retry = any(policy.kind == "retry" for policy in pipeline.policies)
+        metrics_known = SWITCHES.metrics and (
+            meter_provider is not None or _metrics_internal._METER_PROVIDER is not None
+        )
+        if trace_attempts or metrics_known:
+            for policy in reversed(pipeline.policies):
+                if policy.kind == "retry":
+                    self._attempt_target = policy
+                    break
+            else:
+                if pipeline.policies:
+                    self._attempt_target = pipeline.policies[-1]
         self._attempt_layer_installed = False
 
     # -- provider resolution (per execution, cheap) -------------------------------------------
@@ -241,7 +249,13 @@ class Instrumentation:
         if binding is not None:
             stats.execution(binding, outcome, error_type, duration)
             if not self._attempt_layer_installed:
-                stats.attempt(binding, outcome == "success", duration)
+                # Attempts as the context counts them; their durations only when an attempt is
+                # the whole execution (no retry policy).
+                ok = outcome == "success"
+                attempts = max(1, ctx.attempt)
+                stats.count_attempts(attempts - ok, int(ok))
+                if not self._has_retry:
+                    stats.attempt(binding, ok, duration, count=False)
         return outcome, error_type
 
     def _start(self, tracer: Any, ctx: Context) -> tuple[_Execution, Any, Any]:
@@ -292,26 +306,22 @@ class Instrumentation:
         mono = self._mono
         stats = self.stats
         latencies = stats.latencies
+        tracer_provider = self._tracer_provider
         meter_provider = self._meter_provider
         switches = SWITCHES
         finish = self._finish
         start = self._start
         end = self._end
         abandon = self._abandon
-        metrics_internal = _metrics_internal()
         fallback_seen = _fallback_seen
         current = _current
         detach = otel_context.detach
+        trace_mod = _trace_mod
+        metrics_mod = _metrics_internal
 
-        def quiet() -> bool:
-            # True when nothing but health needs the outcome of a successful execution.
-            if fallback_seen.get():
-                fallback_seen.set(False)
-                return False
-            return not (
-                switches.metrics
-                and (meter_provider is not None or metrics_internal._METER_PROVIDER is not None)
-            )
+        no_explicit_provider = tracer_provider is None and meter_provider is None
+        # The fast path: with no provider anywhere, an execution costs two clock reads, two
+        # module-global reads, one context-variable read and a deque append.
 
         def traced(
             tracer: Any, fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context
@@ -330,20 +340,33 @@ class Instrumentation:
             end(execution, ctx, outcome, error_type)
             return result
 
-        def run_instrumented(fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context) -> Any:
-            tracer = tracer_for()
-            if tracer is not None:
-                return traced(tracer, fn, args, kwargs, ctx)
+        def run_slow(fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context) -> Any:
+            if switches.tracing:
+                tracer = tracer_for()
+                if tracer is not None:
+                    return traced(tracer, fn, args, kwargs, ctx)
             t0 = mono()
             result = run(fn, args, kwargs, ctx)
-            t1 = mono()
-            if result.__class__ is not Failure and quiet():
-                if switches.health:
-                    latencies.append(t1 - t0)
-                    stats.last_success = t1
-                return result
-            finish(result, ctx, t0, t1, False)
+            finish(result, ctx, t0, mono(), _take_fallback())
             return result
+
+        def run_instrumented(fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context) -> Any:
+            if (
+                no_explicit_provider
+                and trace_mod._TRACER_PROVIDER is None
+                and metrics_mod._METER_PROVIDER is None
+            ):
+                t0 = mono()
+                result = run(fn, args, kwargs, ctx)
+                t1 = mono()
+                if result.__class__ is not Failure and not fallback_seen.get():
+                    if switches.health:
+                        latencies.append(t1 - t0)
+                        stats.last_success = t1
+                    return result
+                finish(result, ctx, t0, t1, _take_fallback())
+                return result
+            return run_slow(fn, args, kwargs, ctx)
 
         async def traced_async(
             tracer: Any, fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context
@@ -362,22 +385,37 @@ class Instrumentation:
             end(execution, ctx, outcome, error_type)
             return result
 
+        async def run_async_slow(
+            fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context
+        ) -> Any:
+            if switches.tracing:
+                tracer = tracer_for()
+                if tracer is not None:
+                    return await traced_async(tracer, fn, args, kwargs, ctx)
+            t0 = mono()
+            result = await run_async(fn, args, kwargs, ctx)
+            finish(result, ctx, t0, mono(), _take_fallback())
+            return result
+
         async def run_async_instrumented(
             fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context
         ) -> Any:
-            tracer = tracer_for()
-            if tracer is not None:
-                return await traced_async(tracer, fn, args, kwargs, ctx)
-            t0 = mono()
-            result = await run_async(fn, args, kwargs, ctx)
-            t1 = mono()
-            if result.__class__ is not Failure and quiet():
-                if switches.health:
-                    latencies.append(t1 - t0)
-                    stats.last_success = t1
+            if (
+                no_explicit_provider
+                and trace_mod._TRACER_PROVIDER is None
+                and metrics_mod._METER_PROVIDER is None
+            ):
+                t0 = mono()
+                result = await run_async(fn, args, kwargs, ctx)
+                t1 = mono()
+                if result.__class__ is not Failure and not fallback_seen.get():
+                    if switches.health:
+                        latencies.append(t1 - t0)
+                        stats.last_success = t1
+                    return result
+                finish(result, ctx, t0, t1, _take_fallback())
                 return result
-            finish(result, ctx, t0, t1, False)
-            return result
+            return await run_async_slow(fn, args, kwargs, ctx)
 
         return run_instrumented, run_async_instrumented
 
@@ -385,20 +423,23 @@ class Instrumentation:
         return f"Instrumentation({self.name!r}, trace_attempts={self.trace_attempts})"
 
 
-def _metrics_internal() -> Any:
-    from opentelemetry.metrics import _internal
-
-    return _internal
+def _take_fallback() -> bool:
+    if _fallback_seen.get():
+        _fallback_seen.set(False)
+        return True
+    return False
 
 
 class _AttemptLayer(Layer):
     """Times each attempt for metrics and, with ``trace_attempts``, makes it a child span."""
 
-    __slots__ = ("instr",)
+    __slots__ = ("instr", "meter_provider", "traced")
 
     def __init__(self, inner: Layer, env: Env, instr: Instrumentation) -> None:
         super().__init__(inner, env, None)
         self.instr = instr
+        self.traced = instr.trace_attempts
+        self.meter_provider = instr._meter_provider
 
     def _attempt_tracer(self) -> Any:
         instr = self.instr
@@ -424,6 +465,11 @@ class _AttemptLayer(Layer):
 
     def run(self, fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context) -> Any:
         """Run one attempt, timed and (optionally) traced."""
+        if not self.traced and not (
+            SWITCHES.metrics
+            and (self.meter_provider is not None or _metrics_internal._METER_PROVIDER is not None)
+        ):
+            return self.inner.run(fn, args, kwargs, ctx)
         tracer = self._attempt_tracer()
         binding = self.instr._binding()
         if tracer is None and binding is None:
@@ -450,6 +496,11 @@ class _AttemptLayer(Layer):
 
     async def run_async(self, fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context) -> Any:
         """Run one attempt on the event loop, timed and (optionally) traced."""
+        if not self.traced and not (
+            SWITCHES.metrics
+            and (self.meter_provider is not None or _metrics_internal._METER_PROVIDER is not None)
+        ):
+            return await self.inner.run_async(fn, args, kwargs, ctx)
         tracer = self._attempt_tracer()
         binding = self.instr._binding()
         if tracer is None and binding is None:
