@@ -37,7 +37,7 @@ class _BlockSdk(importlib.abc.MetaPathFinder):
     def find_spec(self, name: str, path: Any, target: Any = None) -> None:
         if name == "opentelemetry.sdk" or name.startswith("opentelemetry.sdk."):
             raise ImportError(f"{name} is blocked for this measurement")
-        return None
+        return
 
 
 def _policies() -> list[Any]:
