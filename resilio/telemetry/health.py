@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
+from resilio._clock import SYSTEM_CLOCK
 from resilio.events import error_type_name
 from resilio.telemetry.metrics import PipelineStats, outbox_depths, state_name
 
 if TYPE_CHECKING:
+    from resilio._clock import Clock
     from resilio._pipeline import Pipeline
     from resilio.policies._base import Policy
 
@@ -214,7 +216,7 @@ def _option(policy: Policy, *names: str) -> float | int | None:
     return None
 
 
-def _policy_health(policy: Policy) -> PolicyHealth | None:
+def _policy_health(policy: Policy, clock: Clock) -> PolicyHealth | None:
     kind = policy.kind
     details: dict[str, float | int | str | bool] = {}
     if kind == "circuit_breaker":
@@ -235,8 +237,14 @@ def _policy_health(policy: Policy) -> PolicyHealth | None:
             details["queued"] = queued
         return PolicyHealth(name=policy.name, kind=kind, saturation=saturation, details=details)
     if kind == "rate_limiter":
-        available = _number(getattr(policy, "available", None))
-        capacity = _option(policy, "burst", "capacity", "limit")
+        available = getattr(policy, "available", None)
+        if callable(available):
+            try:
+                available = available(clock.monotonic())
+            except Exception:  # a limiter whose state cannot be read now is reported without it
+                available = None
+        available = _number(available)
+        capacity = _option(policy, "capacity", "burst", "limit")
         saturation = None
         if available is not None:
             details["available"] = available
@@ -257,8 +265,11 @@ def _wall(stats: PipelineStats, mono: float | None) -> float | None:
 
 
 def _pipeline_health(pipeline: Any, stats: PipelineStats | None) -> PipelineHealth:
+    clock = stats.clock if stats is not None else getattr(pipeline, "clock", SYSTEM_CLOCK)
     policies = tuple(
-        p for p in (_policy_health(policy) for policy in getattr(pipeline, "policies", ())) if p
+        p
+        for p in (_policy_health(policy, clock) for policy in getattr(pipeline, "policies", ()))
+        if p
     )
     statuses = [
         UNHEALTHY if p.state == "open" else DEGRADED if p.state == "half_open" else HEALTHY

@@ -88,6 +88,19 @@ class TestStatus:
         assert entry.policies[0].saturation == pytest.approx(0.75)
         assert entry.policies[0].details["available"] == 2.5
 
+    def test_real_limiter_and_bulkhead(self, clock: FakeClock) -> None:
+        """A real rate limiter's spent tokens and a real bulkhead's free slots are reported."""
+        p = Pipeline(
+            [resilio.Bulkhead(max_concurrent=4), resilio.RateLimiter(rate=10, burst=10)],
+            name="real",
+            clock=clock,
+        )
+        for _ in range(5):
+            p.execute(lambda: 1)
+        bulkhead, limiter = health(p).pipeline("real").policies
+        assert (bulkhead.saturation, bulkhead.details["capacity"]) == (0.0, 4)
+        assert limiter.saturation == pytest.approx(0.5)
+
     def test_default_source_lists_live_pipelines(self) -> None:
         """health() with no argument reports every live instrumented pipeline."""
         p = Pipeline([], name="everywhere")
