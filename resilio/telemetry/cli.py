@@ -38,13 +38,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _load(path: str) -> Any:
-    import resilio.config as config
+    from resilio.config import load_config
+    from resilio.errors import ConfigError
 
-    for name in ("load", "load_file", "load_config"):
-        loader = getattr(config, name, None)
-        if callable(loader):
-            return loader(path)
-    raise SystemExit(f"resilio health: cannot load {path!r}: no configuration loader available")
+    try:
+        return load_config(path)
+    except (ConfigError, OSError) as exc:
+        raise SystemExit(f"resilio health: cannot load {path}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     source: Any = None
     if args.config:
-        loaded = _load(args.config)
-        source = loaded
+        source = _load(args.config)
     if args.serve is not None:
         print(f"serving health on http://{args.host}:{args.serve}/health", file=sys.stderr)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -27,3 +28,17 @@ class TestCli:
         assert code == (1 if data["status"] == "unhealthy" else 0)
         assert "cli-visible" in [entry["name"] for entry in data["pipelines"]]
         del p
+
+    def test_config_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """--config builds the file's pipelines and reports exactly those."""
+        path = tmp_path / "resilio.yaml"
+        path.write_text("pipelines:\n  orders.create:\n    - circuit_breaker: {}\n")
+        assert cli.main(["health", "--config", str(path)]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert [p["name"] for p in data["pipelines"]] == ["orders.create"]
+        assert data["pipelines"][0]["policies"][0]["state"] == "closed"
+
+    def test_bad_config_file(self, tmp_path: Path) -> None:
+        """A missing config file stops the command with a message naming the file."""
+        with pytest.raises(SystemExit, match=r"missing\.yaml"):
+            cli.main(["health", "--config", str(tmp_path / "missing.yaml")])
