@@ -9,7 +9,7 @@ Each backoff also has a mapping form for configuration files::
 
     {"kind": "exponential", "initial": 0.2, "max": 10, "jitter": "full"}
 
-Example:
+Examples:
     >>> from resilio import backoff
     >>> policy = backoff.exponential(initial=0.2, max=10, jitter="none")
     >>> [policy.delay(n, None) for n in (1, 2, 3)]
