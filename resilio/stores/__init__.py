@@ -1,6 +1,8 @@
 """Stores that share policy state: protocols and the in-memory implementations.
 
 Backends for several processes (SQLite, Redis) implement the same protocols.
+:func:`register_store_kinds` adds their kinds (``sqlite``, ``redis``) to a plugin catalog, so a
+configuration's ``stores:`` section can declare them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from resilio.stores._protocols import (
     SharedBreakerState,
     SharedState,
 )
+from resilio.stores.factory import register_store_kinds
 from resilio.stores.memory import MemoryBreakerStore, MemoryIdempotencyStore, MemoryRateLimitStore
 
 __all__ = [
@@ -41,4 +44,5 @@ __all__ = [
     "SharedBreakerState",
     "SharedState",
     "WINDOW_BUCKETS",
+    "register_store_kinds",
 ]
