@@ -110,8 +110,9 @@ class CircuitOpened(Event):
     """The circuit opened (from closed or half-open).
 
     Attributes:
-        reason: ``"failures"``, ``"failure_rate"``, ``"slow_call_rate"``, ``"half_open_failure"``
-            or ``"isolated"``.
+        reason: ``"failures"``, ``"failure_rate"``, ``"slow_call_rate"``, ``"half_open_failure"``,
+            ``"isolated"``, or ``"shared"`` (another process opened a breaker sharing this one's
+            store).
         break_duration: Seconds the circuit stays open before admitting a trial.
         error_type: Qualified class name of the failure that opened it, if any.
     """
@@ -134,7 +135,8 @@ class CircuitClosed(Event):
     """The circuit closed again (trials succeeded, or it was reset).
 
     Attributes:
-        reason: ``"recovered"`` or ``"reset"``.
+        reason: ``"recovered"``, ``"reset"``, or ``"shared"`` (another process closed a breaker
+            sharing this one's store).
     """
 
     name: ClassVar[str] = "circuit.closed"

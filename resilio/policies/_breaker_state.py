@@ -75,7 +75,8 @@ class Transition:
     Attributes:
         state: The new state.
         reason: Why (for an opening: ``"failures"``, ``"failure_rate"``, ``"slow_call_rate"``,
-            ``"half_open_failure"``, ``"isolated"``; for a close: ``"recovered"``, ``"reset"``).
+            ``"half_open_failure"``, ``"isolated"``; for a close: ``"recovered"``, ``"reset"``;
+            ``"shared"`` for either when adopted from a shared store).
         break_duration: The break's length, for openings.
     """
 
