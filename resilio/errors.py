@@ -81,7 +81,7 @@ class RateLimited(Rejected):
 
 
 class RetryBudgetExhausted(Rejected):
-    """The retry budget shared by recent calls is spent; the failure is attached as ``__cause__``."""
+    """The retry budget of recent calls is spent; the failure is attached as ``__cause__``."""
 
 
 class IdempotencyConflict(Rejected):

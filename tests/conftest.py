@@ -49,7 +49,7 @@ class RedisServer:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    """Start a real redis-server for the session (skipped locally if none is installed; CI fails)."""
+    """Start a real redis-server for the session (skipped locally if not installed; CI fails)."""
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI"):
@@ -58,8 +58,19 @@ def redis_server() -> Iterator[RedisServer]:
     workdir = tempfile.mkdtemp(prefix="resilio-redis-")
     port = _free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -86,7 +97,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
+def redis_url(redis_server: RedisServer) -> str:
     """The URL of a flushed real Redis database."""
     redis_server.flush()
-    yield redis_server.url
+    return redis_server.url
