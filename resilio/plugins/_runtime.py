@@ -21,11 +21,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_global_listener",
+    "apply_operation",
     "classify_operation",
     "classify_with_plugins",
     "emit_event",
     "install",
     "remove_global_listener",
+    "subscribe",
     "uninstall",
 ]
 
@@ -46,6 +48,27 @@ def add_global_listener(listener: Listener) -> None:
 def remove_global_listener(listener: Listener) -> None:
     """Stop sending events to a listener added with :func:`add_global_listener`."""
     _global_listeners.remove(listener)
+
+
+def subscribe(listener: Listener) -> Callable[[], None]:
+    """Send every event of every pipeline to ``listener`` until the returned function is called.
+
+    Events come only when something happens (a retry, a breaker transition, a rejection), never
+    on a first-try success. A listener that raises is logged; the call goes on.
+
+    Args:
+        listener: Called with each :class:`resilio.events.Event`.
+
+    Returns:
+        ``unsubscribe()``: stops the events; calling it again does nothing.
+    """
+    _global_listeners.append(listener)
+
+    def unsubscribe() -> None:
+        if listener in _global_listeners:  # not yet unsubscribed
+            _global_listeners.remove(listener)
+
+    return unsubscribe
 
 
 def install(system: PluginSystem) -> None:
@@ -84,20 +107,27 @@ def _load() -> None:
         _loaded = True  # run without plugins until manager.reset()
 
 
-def classify_operation(error: BaseException, context: Context) -> Classification | None:
-    """Classify with the classifier of the context's registered operation, if it has one.
+def apply_operation(error: BaseException, context: Context) -> None:
+    """Fill ``context.idempotent`` from the context's registered operation; classify nothing.
 
-    Also sets ``context.idempotent`` from the operation when the caller left it ``None``, so
-    the retry policy knows whether an AMBIGUOUS failure may be retried.
+    The pipeline runs this first of its classifiers, so a failure's context knows whether the
+    operation may be repeated (what the retry policy asks of an AMBIGUOUS failure) whichever
+    classifier then answers. Runs only when a call fails; a caller's explicit value is kept.
     """
+    if context.idempotent is None and context.operation:
+        if not _loaded:
+            _load()
+        operation = _operations.get(context.operation)
+        if operation is not None:
+            context.idempotent = operation.idempotent
+
+
+def classify_operation(error: BaseException, context: Context) -> Classification | None:
+    """Classify with the classifier of the context's registered operation, if it has one."""
     if not _loaded:
         _load()
     operation = _operations.get(context.operation) if context.operation else None
-    if operation is None:
-        return None
-    if context.idempotent is None:
-        context.idempotent = operation.idempotent
-    if operation.classifier is None:
+    if operation is None or operation.classifier is None:
         return None
     return operation.classifier(error, context)
 

@@ -286,6 +286,103 @@ class TestRuntime:
         assert len(calls) == 3  # AMBIGUOUS but idempotent: retried
         assert seen[0] is True
 
+    @pytest.mark.parametrize("idempotent", [True, False])
+    def test_operation_idempotence_applies_when_the_pipeline_classifier_answers(
+        self, clock: FakeClock, idempotent: bool
+    ) -> None:
+        """The operation's idempotence reaches Retry even when the pipeline's classifier decides."""
+
+        class Ops:
+            @resilio.hookimpl
+            def resilio_register_operations(self, registry: Any) -> None:
+                registry.add(resilio.Operation(name="x.send", idempotent=idempotent))
+
+        manager.register(Ops(), name="ops")
+        calls = []
+
+        def send() -> None:
+            calls.append(1)
+            raise OSError("reset after sending")
+
+        pipeline = Pipeline(
+            [resilio.Retry(attempts=3)],
+            name="p",
+            clock=clock,
+            telemetry=False,
+            classifier=lambda error, context: Classification(kind=ErrorKind.AMBIGUOUS),
+        )
+        ctx = Context("x.send")
+        with pytest.raises(OSError):
+            pipeline.execute(send, context=ctx)
+        assert ctx.idempotent is idempotent
+        assert len(calls) == (3 if idempotent else 1)
+
+    def test_callers_idempotence_wins_over_the_operation(self, clock: FakeClock) -> None:
+        """An explicit context.idempotent is kept; the operation only fills a None."""
+
+        class Ops:
+            @resilio.hookimpl
+            def resilio_register_operations(self, registry: Any) -> None:
+                registry.add(resilio.Operation(name="x.send", idempotent=True))
+
+        manager.register(Ops(), name="ops")
+        calls = []
+
+        def send() -> None:
+            calls.append(1)
+            raise OSError("reset after sending")
+
+        pipeline = Pipeline(
+            [resilio.Retry(attempts=3)],
+            name="p",
+            clock=clock,
+            telemetry=False,
+            classifier=lambda error, context: Classification(kind=ErrorKind.AMBIGUOUS),
+        )
+        with pytest.raises(OSError):
+            pipeline.execute(send, context=Context("x.send", idempotent=False))
+        assert len(calls) == 1
+
+
+class TestSubscribe:
+    def test_subscriber_sees_every_pipelines_events_until_unsubscribed(
+        self, clock: FakeClock
+    ) -> None:
+        """resilio.plugins.subscribe sends events of every pipeline; unsubscribe stops them."""
+        from resilio.events import RetryScheduled
+        from resilio.plugins import subscribe
+
+        seen: list[Any] = []
+        unsubscribe = subscribe(seen.append)
+        first = Pipeline([resilio.Retry(attempts=2)], name="a", clock=clock, telemetry=False)
+        second = Pipeline([resilio.Retry(attempts=2)], name="b", clock=clock, telemetry=False)
+        for pipeline in (first, second):
+            with pytest.raises(ValueError):
+                pipeline.execute(_raise_value_error)
+        assert [(type(e), e.pipeline) for e in seen if isinstance(e, RetryScheduled)] == [
+            (RetryScheduled, "a"),
+            (RetryScheduled, "b"),
+        ]
+        unsubscribe()
+        unsubscribe()  # a second call does nothing
+        count = len(seen)
+        with pytest.raises(ValueError):
+            first.execute(_raise_value_error)
+        assert len(seen) == count
+
+    def test_subscriber_gets_nothing_on_first_try_success(self, clock: FakeClock) -> None:
+        """A first-try success emits no event, so a subscriber is not called."""
+        from resilio.plugins import subscribe
+
+        seen: list[Any] = []
+        unsubscribe = subscribe(seen.append)
+        try:
+            pipeline = Pipeline([resilio.Retry(attempts=2)], name="a", clock=clock, telemetry=False)
+            assert pipeline.execute(lambda: 7) == 7
+        finally:
+            unsubscribe()
+        assert seen == []
+
 
 def _raise_value_error() -> None:
     raise ValueError("x")
