@@ -130,11 +130,12 @@ class Pipeline:
         self.policies: tuple[Policy, ...] = tuple(policies)
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self._listeners: list[Listener] = list(listeners)
-        classifiers: list[Classifier] = []
-        if classifier is not None:
-            classifiers.append(classifier)
         from resilio.plugins import _runtime
 
+        # apply_operation answers nothing: it gives the context its operation's idempotence.
+        classifiers: list[Classifier] = [_runtime.apply_operation]
+        if classifier is not None:
+            classifiers.append(classifier)
         classifiers.append(_runtime.classify_operation)
         classifiers.append(_runtime.classify_with_plugins)
         self._plugin_events = _runtime.emit_event
