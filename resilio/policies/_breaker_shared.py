@@ -13,6 +13,7 @@ with its local state and rules, and tries the store again every ``sync_interval`
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SharedSync", "check_store"]
 
+_CLOSED = CircuitState.CLOSED
 _SYNC = ("load", "record", "transition")
 _ASYNC = ("load_async", "record_async", "transition_async")
 _STATES = {
@@ -64,20 +66,47 @@ class SharedSync:
         self.window = breaker.options.window or 0.0
         self.version = -1  # adopt whatever the store holds on the first sync
         self.next_sync = float("-inf")
+        self.machine = breaker._machine
         self.degraded = False
-        self.successes = self.failures = self.slow = self.trailing = 0
+        # A success needs nothing but a tick: no slow-call rule, store reachable.
+        self.plain = breaker._slow_after is None
+        self.failures = self.slow = self.trailing = 0
+        # Closed-state successes are ticks of a C counter: ``next()`` on it is atomic under the
+        # GIL, so the success path takes no lock. Reading it ticks it too; reads are counted
+        # (under the lock) and subtracted.
+        self._ok = itertools.count()
+        self._ok_reads = 0
+        self._ok_sent = 0  # successes already in a batch
+        self._ok_at_failure = 0  # successes counted when the latest failure was
+
+    def _ok_total(self) -> int:
+        """Successes counted so far (call under the breaker's lock)."""
+        total = next(self._ok) - self._ok_reads
+        self._ok_reads += 1
+        return total
+
+    def _count_failure(self) -> None:
+        """Count a failure in the batch (call under the breaker's lock)."""
+        total = self._ok_total()
+        if total != self._ok_at_failure:  # a success came since the last failure
+            self._ok_at_failure = total
+            self.trailing = 0
+        self.failures += 1
+        self.trailing += 1
 
     # -- batching -------------------------------------------------------------------------------
 
     def _take_batch(self) -> Op:
+        total = self._ok_total()
         batch = {
-            "successes": self.successes,
+            "successes": total - self._ok_sent,
             "failures": self.failures,
             "slow": self.slow,
-            "trailing_failures": self.trailing,
+            "trailing_failures": self.trailing if total == self._ok_at_failure else 0,
             "window": self.window,
         }
-        self.successes = self.failures = self.slow = self.trailing = 0
+        self._ok_sent = self._ok_at_failure = total
+        self.failures = self.slow = self.trailing = 0
         return "record", batch
 
     def _adopt(self, shared: SharedBreakerState, env: Env, ctx: Any, now: float) -> None:
@@ -142,11 +171,9 @@ class SharedSync:
             if m.state is not CircuitState.CLOSED:
                 return None
             if outcome:
-                self.successes += 1
-                self.trailing = 0
+                next(self._ok)
             else:
-                self.failures += 1
-                self.trailing += 1
+                self._count_failure()
                 breaker._failures += 1
                 breaker._last_failure_at = now
             self.slow += slow
@@ -236,6 +263,7 @@ class SharedSync:
         if degraded == self.degraded:
             return
         self.degraded = degraded
+        self.plain = not degraded and self.breaker._slow_after is None
         env.emit(
             BreakerStoreDegraded(
                 pipeline=env.pipeline,
@@ -297,30 +325,47 @@ class SharedSync:
 
     def admit(self, env: Env, ctx: Any) -> int | Failure | None:
         """Admission for a call run synchronously (see ``CircuitBreaker._admit``)."""
-        if self.breaker._machine.state is CircuitState.CLOSED and (
-            env.clock.monotonic() < self.next_sync
-        ):
+        if self.machine.state is _CLOSED and env.clock.monotonic() < self.next_sync:
             return None
         return self._run(self._admit_flow(env, ctx), env)  # type: ignore[no-any-return]
 
     async def admit_async(self, env: Env, ctx: Any) -> int | Failure | None:
         """Admission for a call run on the event loop."""
-        if self.breaker._machine.state is CircuitState.CLOSED and (
-            env.clock.monotonic() < self.next_sync
-        ):
+        if self.machine.state is _CLOSED and env.clock.monotonic() < self.next_sync:
             return None
         return await self._run_async(self._admit_flow(env, ctx), env)  # type: ignore[no-any-return]
 
     def settle(
         self, env: Env, ctx: Any, admission: int | None, result: Any, started: float
     ) -> None:
-        """Record a synchronous call's outcome locally and, when due, in the store."""
+        """Record a synchronous call's outcome locally and, when due, in the store.
+
+        The success path of a closed, healthy shared breaker ends at the first test: one tick
+        of a counter, no lock, no clock read, no store call. The batch reaches the store with
+        the next admission after ``sync_interval`` (a failure is sent at once).
+        """
+        if (
+            admission is None
+            and self.plain
+            and result.__class__ is not Failure
+            and self.machine.state is _CLOSED
+        ):
+            next(self._ok)
+            return
         self._run(self._settle_flow(env, ctx, admission, result, started), env)
 
     async def settle_async(
         self, env: Env, ctx: Any, admission: int | None, result: Any, started: float
     ) -> None:
-        """Record an async call's outcome locally and, when due, in the store."""
+        """Record an async call's outcome locally and, when due, in the store (see settle)."""
+        if (
+            admission is None
+            and self.plain
+            and result.__class__ is not Failure
+            and self.machine.state is _CLOSED
+        ):
+            next(self._ok)
+            return
         await self._run_async(self._settle_flow(env, ctx, admission, result, started), env)
 
     def force(self, state: str) -> None:
