@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from resilio._context import Context
@@ -17,13 +17,27 @@ from resilio.plugins.catalog import Catalog, NotRegisteredError, not_registered
 if TYPE_CHECKING:
     from resilio._clock import Clock
     from resilio._operation import Operation
+    from resilio.classify import Classifier
     from resilio.events import Listener
     from resilio.policies._base import Policy
 
-__all__ = ["Registry", "Source"]
+__all__ = ["PipelineFactory", "Registry", "Source"]
 
 Source = str | os.PathLike[str] | Mapping[str, Any]
 """A configuration: a file path, YAML text, or a mapping."""
+
+PipelineFactory = Callable[[str, Sequence["Policy"]], Pipeline]
+"""Builds one pipeline from its name and its policies (outermost first)."""
+
+_PIPELINE_DEFAULTS: dict[str, Any] = {
+    "clock": None,
+    "listeners": (),
+    "classifier": None,
+    "telemetry": True,
+    "tracer_provider": None,
+    "meter_provider": None,
+    "trace_attempts": False,
+}
 
 
 class Registry:
@@ -33,11 +47,25 @@ class Registry:
     new set of pipelines and swaps it in at once, so a call in flight finishes on the pipeline it
     started on.
 
+    Every pipeline is built as ``Pipeline(policies, name=..., clock=..., listeners=...,
+    classifier=..., telemetry=..., tracer_provider=..., meter_provider=...,
+    trace_attempts=...)`` from the arguments below, or by ``pipeline_factory`` when given.
+
     Args:
         clock: The clock every pipeline uses (tests pass a :class:`resilio.testing.FakeClock`).
         listeners: Listeners added to every pipeline.
         telemetry: Whether pipelines trace and log through OpenTelemetry and structlog.
         catalog: Policy types, operations and store kinds (default: from the plugins).
+        classifier: Classifies exceptions in every pipeline, before operations and plugins do.
+        tracer_provider: OpenTelemetry tracer provider of every pipeline (default: the global).
+        meter_provider: OpenTelemetry meter provider of every pipeline (default: the global).
+        trace_attempts: Make each attempt a child span of the execution's span.
+        pipeline_factory: Builds each pipeline from its name and policies instead; then none
+            of ``clock``, ``listeners``, ``classifier``, ``tracer_provider``,
+            ``meter_provider``, ``trace_attempts`` or ``telemetry=False`` may be given.
+
+    Raises:
+        TypeError: If ``pipeline_factory`` is combined with a pipeline option.
     """
 
     def __init__(
@@ -47,10 +75,29 @@ class Registry:
         listeners: Iterable[Listener] = (),
         telemetry: bool = True,
         catalog: Catalog | None = None,
+        classifier: Classifier | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        trace_attempts: bool = False,
+        pipeline_factory: PipelineFactory | None = None,
     ) -> None:
-        self._clock = clock
-        self._listeners = tuple(listeners)
-        self._telemetry = telemetry
+        self._options: dict[str, Any] = {
+            "clock": clock,
+            "listeners": tuple(listeners),
+            "classifier": classifier,
+            "telemetry": telemetry,
+            "tracer_provider": tracer_provider,
+            "meter_provider": meter_provider,
+            "trace_attempts": trace_attempts,
+        }
+        if pipeline_factory is not None:
+            given = [k for k, v in self._options.items() if v != _PIPELINE_DEFAULTS[k]]
+            if given:
+                raise TypeError(
+                    "pipeline_factory builds the pipelines itself; do not also give "
+                    + ", ".join(given)
+                )
+        self._factory = pipeline_factory
         self._catalog = catalog
         self._state = loader.State()
         self._source: Source | None = None
@@ -73,13 +120,14 @@ class Registry:
         return self._source
 
     def _make_pipeline(self, name: str, policies: list[Policy]) -> Pipeline:
-        return Pipeline(
-            policies,
-            name=name,
-            listeners=self._listeners,
-            clock=self._clock,
-            telemetry=self._telemetry,
-        )
+        if self._factory is not None:
+            pipeline = self._factory(name, policies)
+            if not isinstance(pipeline, Pipeline):
+                raise TypeError(
+                    f"pipeline_factory returned {type(pipeline).__name__}, not a Pipeline"
+                )
+            return pipeline
+        return Pipeline(policies, name=name, **self._options)
 
     def load(self, source: Source, *, environ: Mapping[str, str] | None = None) -> None:
         """Load a configuration, replacing the current pipelines (same as :meth:`reload`).
@@ -256,6 +304,11 @@ def load_config(
     listeners: Iterable[Listener] = (),
     telemetry: bool = True,
     environ: Mapping[str, str] | None = None,
+    classifier: Classifier | None = None,
+    tracer_provider: Any = None,
+    meter_provider: Any = None,
+    trace_attempts: bool = False,
+    pipeline_factory: PipelineFactory | None = None,
 ) -> Registry:
     """Load a configuration and build its pipelines.
 
@@ -265,6 +318,13 @@ def load_config(
         listeners: Listeners added to every pipeline.
         telemetry: Whether pipelines trace and log.
         environ: The environment for ``${VAR}`` references (default: ``os.environ``).
+        classifier: Classifies exceptions in every pipeline, before operations and plugins do.
+        tracer_provider: OpenTelemetry tracer provider of every pipeline.
+        meter_provider: OpenTelemetry meter provider of every pipeline.
+        trace_attempts: Make each attempt a child span of the execution's span.
+        pipeline_factory: ``factory(name, policies) -> Pipeline`` builds each pipeline instead
+            (full control over :class:`resilio.Pipeline`'s arguments); it excludes the
+            pipeline options above.
 
     Returns:
         The registry; ``registry.pipeline("orders.create")`` is a :class:`resilio.Pipeline`.
@@ -272,7 +332,17 @@ def load_config(
     Raises:
         ConfigError: Listing every problem, each with file, line, column and key path.
         PluginError: If a plugin failed to load or registered a clashing name.
+        TypeError: If ``pipeline_factory`` is combined with a pipeline option.
     """
-    registry = Registry(clock=clock, listeners=listeners, telemetry=telemetry)
+    registry = Registry(
+        clock=clock,
+        listeners=listeners,
+        telemetry=telemetry,
+        classifier=classifier,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        trace_attempts=trace_attempts,
+        pipeline_factory=pipeline_factory,
+    )
     registry.load(source, environ=environ)
     return registry

@@ -391,3 +391,83 @@ def test_enqueue_without_outbox_section() -> None:
         "<dict>: pipelines.p[0].fallback.enqueue: 'outbox' refers to the outbox section, "
         "which is missing"
     ]
+
+
+class TestPipelineOptions:
+    def test_classifier_and_clock_reach_every_pipeline(
+        self, clock: resilio.testing.FakeClock
+    ) -> None:
+        """load_config(classifier=...) classifies in every pipeline it builds."""
+        permanent = resilio.Classification(kind=resilio.ErrorKind.PERMANENT, reason="mine")
+        registry = load_config(
+            {"pipelines": {"a": [{"retry": {"attempts": 3}}], "b": [{"retry": {"attempts": 3}}]}},
+            telemetry=False,
+            clock=clock,
+            classifier=lambda error, context: permanent,
+        )
+        for name in ("a", "b"):
+            pipeline = registry.pipeline(name)
+            calls: list[int] = []
+            with pytest.raises(ConnectionError):
+                pipeline.execute(_fail_counting, calls)
+            assert len(calls) == 1  # the classifier said PERMANENT: not retried
+            assert pipeline.clock is clock
+
+    def test_tracer_provider_reaches_every_pipeline(self) -> None:
+        """load_config(tracer_provider=...) makes every pipeline trace into that provider."""
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        registry = load_config(
+            {"pipelines": {"a": [{"timeout": "1s"}]}},
+            tracer_provider=provider,
+            trace_attempts=True,
+        )
+        assert registry.pipeline("a").execute(lambda: 5) == 5
+        assert [span.name for span in exporter.get_finished_spans()] == [
+            "resilio a attempt",
+            "resilio a",
+        ]
+
+    def test_pipeline_factory_builds_each_pipeline(self) -> None:
+        """pipeline_factory(name, policies) builds every pipeline, also on reload."""
+        built: list[tuple[str, list[str]]] = []
+
+        def factory(name: str, policies: object) -> resilio.Pipeline:
+            built.append((name, [p.kind for p in policies]))  # type: ignore[attr-defined]
+            return resilio.Pipeline(list(policies), name=name, telemetry=False)  # type: ignore[call-overload]
+
+        registry = load_config(
+            {"pipelines": {"a": [{"timeout": "1s"}, {"retry": {}}]}}, pipeline_factory=factory
+        )
+        assert built == [("a", ["timeout", "retry"])]
+        assert registry.pipeline("a").policies[0].kind == "timeout"
+        registry.reload({"pipelines": {"a": [{"timeout": "2s"}]}})
+        assert built[-1] == ("a", ["timeout"])
+
+    def test_pipeline_factory_excludes_pipeline_options(self) -> None:
+        """Combining pipeline_factory with a pipeline option is a TypeError naming the option."""
+        with pytest.raises(TypeError, match="do not also give telemetry, trace_attempts"):
+            load_config(
+                {"pipelines": {}},
+                pipeline_factory=lambda name, policies: resilio.Pipeline(policies, name=name),
+                telemetry=False,
+                trace_attempts=True,
+            )
+
+    def test_pipeline_factory_must_return_a_pipeline(self) -> None:
+        """A factory returning something else is reported at the pipeline's key path."""
+        with pytest.raises(ConfigError) as info:
+            load_config({"pipelines": {"a": []}}, pipeline_factory=lambda name, policies: [])
+        assert info.value.problems == [
+            "<dict>: pipelines.a: pipeline_factory returned list, not a Pipeline"
+        ]
+
+
+def _fail_counting(calls: list[int]) -> None:
+    calls.append(1)
+    raise ConnectionError("down")
