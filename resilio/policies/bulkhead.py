@@ -137,13 +137,6 @@ class Bulkhead(Policy):
 
     # -- slots ----------------------------------------------------------------------------------
 
-    def _try_acquire(self) -> bool:
-        with self._lock:
-            if self._in_use < self._max and not self._queued:
-                self._in_use += 1
-                return True
-            return False
-
     def _enqueue(self, waiter: _Waiter) -> bool:
         """Queue ``waiter``, or take a slot at once (``waiter.granted``); False if full."""
         with self._lock:
@@ -159,16 +152,23 @@ class Bulkhead(Policy):
 
     def _release(self) -> None:
         with self._lock:
-            queue = self._queue
-            while queue:
-                waiter = queue.popleft()
-                if waiter.gone:
-                    continue
-                self._queued -= 1
-                waiter.granted = True  # the slot passes straight to the first waiter
-                waiter.wake()
-                return
-            self._in_use -= 1
+            if self._queue:
+                self._hand_over()
+            else:
+                self._in_use -= 1
+
+    def _hand_over(self) -> None:
+        """Give a freed slot to the first live waiter, or free it (the lock is held)."""
+        queue = self._queue
+        while queue:
+            waiter = queue.popleft()
+            if waiter.gone:
+                continue
+            self._queued -= 1
+            waiter.granted = True  # the slot passes straight to the first waiter
+            waiter.wake()
+            return
+        self._in_use -= 1
 
     def _give_up(self, waiter: _Waiter) -> bool:
         """A waiter stops waiting; return whether it was granted a slot in the meantime."""
@@ -268,32 +268,69 @@ class Bulkhead(Policy):
 
 
 class _BulkheadLayer(Layer):
-    __slots__ = ("_bulkhead", "_inner_run", "_inner_run_async")
+    """Takes a slot around each call.
+
+    The fast path (a free slot, nobody queued) is one lock-protected increment before the call
+    and one decrement after it, inline: no method call, no allocation.
+    """
+
+    __slots__ = ("_bulkhead", "_inner_run", "_inner_run_async", "_lock")
 
     def __init__(self, inner: Layer, env: Env, bulkhead: Bulkhead) -> None:
         super().__init__(inner, env, bulkhead)
         self._bulkhead = bulkhead
+        self._lock = bulkhead._lock
         self._inner_run = inner.run
         self._inner_run_async = inner.run_async
 
     def run(self, fn: Callable[..., Any], args: Args, kwargs: Kwargs, ctx: Any) -> Any:
-        bulkhead = self._bulkhead
-        if not bulkhead._try_acquire():
-            refused = bulkhead.acquire(self.env, ctx)
+        b = self._bulkhead
+        lock = self._lock
+        lock.acquire()  # acquire/release: cheaper than a with block
+        try:
+            free = b._in_use < b._max and not b._queued
+            if free:
+                b._in_use += 1
+        finally:
+            lock.release()
+        if not free:
+            refused = b.acquire(self.env, ctx)
             if refused is not None:
                 return refused
         try:
             return self._inner_run(fn, args, kwargs, ctx)
         finally:
-            bulkhead._release()
+            lock.acquire()
+            try:
+                if b._queue:
+                    b._hand_over()
+                else:
+                    b._in_use -= 1
+            finally:
+                lock.release()
 
     async def run_async(self, fn: Callable[..., Any], args: Args, kwargs: Kwargs, ctx: Any) -> Any:
-        bulkhead = self._bulkhead
-        if not bulkhead._try_acquire():
-            refused = await bulkhead.acquire_async(self.env, ctx)
+        b = self._bulkhead
+        lock = self._lock
+        lock.acquire()  # acquire/release: cheaper than a with block
+        try:
+            free = b._in_use < b._max and not b._queued
+            if free:
+                b._in_use += 1
+        finally:
+            lock.release()
+        if not free:
+            refused = await b.acquire_async(self.env, ctx)
             if refused is not None:
                 return refused
         try:
             return await self._inner_run_async(fn, args, kwargs, ctx)
         finally:
-            bulkhead._release()
+            lock.acquire()
+            try:
+                if b._queue:
+                    b._hand_over()
+                else:
+                    b._in_use -= 1
+            finally:
+                lock.release()
