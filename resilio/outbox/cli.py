@@ -44,13 +44,21 @@ def _common(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--name", default="outbox", help="the Redis outbox's name")
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``outbox`` command and its subcommands to ``resilio``'s argument parser."""
+def register(subparsers: Any, *, registry_factory: Any = None) -> None:
+    """Add the ``outbox`` command and its subcommands to ``resilio``'s argument parser.
+
+    Args:
+        subparsers: The parser's subparsers.
+        registry_factory: ``args -> registry`` used instead of ``load_config(args.config)``, for
+            a command with built-in operations and pipelines (``resilio-customerio outbox``);
+            with it, ``drain`` does not need ``--config``.
+    """
     outbox = subparsers.add_parser(
         "outbox",
         help="inspect, drain and maintain the outbox",
         description="Inspect, drain and maintain the outbox of queued work.",
     )
+    outbox.set_defaults(registry_factory=registry_factory)
     sub = outbox.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND", required=True)
 
     p = sub.add_parser("stats", help="count items per state")
@@ -101,6 +109,9 @@ def register(subparsers: Any) -> None:
 
 
 def _registry(args: argparse.Namespace) -> Any:
+    factory = getattr(args, "registry_factory", None)
+    if factory is not None:
+        return factory(args)
     if not args.config:
         return None
     from resilio.config import load_config
@@ -121,6 +132,8 @@ def _open(args: argparse.Namespace, registry: Any = None) -> Outbox:
         raise _UsageError("give --config FILE, --sqlite PATH or --redis URL")
     outbox = getattr(registry, "outbox", None)
     if outbox is None:
+        if not args.config:
+            raise _UsageError("give --config FILE, --sqlite PATH or --redis URL")
         raise _UsageError(f"{args.config}: no 'outbox:' section")
     return outbox  # type: ignore[no-any-return]
 
@@ -219,7 +232,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _drain(args: argparse.Namespace) -> int:
     def body(args: argparse.Namespace, out: TextIO) -> int:
-        if not args.config:
+        if not args.config and getattr(args, "registry_factory", None) is None:
             raise _UsageError("drain needs --config FILE (for the operations' pipelines)")
         registry = _registry(args)
         outbox = _open(args, registry)
