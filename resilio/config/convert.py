@@ -18,7 +18,13 @@ from typing import Any
 import attrs
 
 from resilio.config.durations import parse_duration
-from resilio.config.fields import NO_DEFAULT, concrete_kinds, is_duration_field, option_fields
+from resilio.config.fields import (
+    NO_DEFAULT,
+    concrete_kinds,
+    has_options,
+    is_duration_field,
+    option_fields,
+)
 from resilio.config.problems import KeyPath, Problems
 from resilio.plugins.catalog import close_matches
 
@@ -304,7 +310,7 @@ class Converter:
         if isinstance(value, tp):
             return value
         kinds = concrete_kinds(tp)
-        if isinstance(value, dict) and (kinds or attrs.has(tp)):
+        if isinstance(value, dict) and (kinds or has_options(tp)):
             return self._mapping_object(value, tp, kinds, path)
         if isinstance(value, str) and kinds:
             try:
@@ -322,7 +328,7 @@ class Converter:
         self, value: dict[str, Any], tp: type, kinds: dict[str, type], path: KeyPath
     ) -> Any:
         data = dict(value)
-        cls: type | None = tp if attrs.has(tp) and not kinds else None
+        cls: type | None = tp if has_options(tp) and not kinds else None
         if kinds:
             kind = data.pop("kind", None)
             if kind is None and attrs.has(tp) and isinstance(tp.__dict__.get("kind"), str):

@@ -2,7 +2,8 @@
 
 ``policy_to_config(policy)`` gives the ``{kind: {option: value}}`` entry that builds an equal
 policy, for options that have a configuration form (numbers, strings, flags, enums, lists,
-backoffs and other attrs values). Callables become ``module:name`` import paths.
+backoffs, retry budgets and other attrs values or classes whose ``__init__`` parameters are
+stored under the same names). Callables become ``module:name`` import paths.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from resilio.config.fields import option_fields
+from resilio.config.fields import has_options, option_fields
 from resilio.policies._base import Policy
 
 __all__ = ["UnrepresentableError", "policy_to_config", "value_to_config"]
@@ -38,12 +39,13 @@ def value_to_config(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): value_to_config(v) for k, v in value.items()}
     value_type: type = type(value)
-    if attrs.has(value_type):
+    fields = option_fields(value_type) if has_options(value_type) else ()
+    if attrs.has(value_type) or (fields and all(hasattr(value, f.name) for f in fields)):
         out: dict[str, Any] = {}
         kind = value_type.__dict__.get("kind")
         if isinstance(kind, str):
             out["kind"] = kind
-        for f in option_fields(value_type):
+        for f in fields:
             out[f.name] = value_to_config(getattr(value, f.name))
         return out
     if isinstance(value, type) or callable(value):

@@ -2,12 +2,15 @@
 
 The configuration loader and the JSON Schema generator both read policy options through this
 module, so a plugin's policy type is declarable in YAML as soon as it follows the policy
-convention (a frozen attrs ``options_class``).
+convention (a frozen attrs ``options_class``). A plain class whose ``__init__`` parameters are
+all annotated (like :class:`resilio.RetryBudget`) is described by its signature, so its mapping
+form gets the same conversions (durations), errors and schema as an attrs class.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 import sys
 import typing
@@ -22,6 +25,7 @@ __all__ = [
     "OptionField",
     "concrete_kinds",
     "field_docs",
+    "has_options",
     "is_duration_field",
     "option_fields",
 ]
@@ -74,6 +78,8 @@ def is_duration_field(name: str, tp: Any) -> bool:
     if _mentions(tp, timedelta):
         return True
     if not _mentions(tp, float):
+        return False
+    if "_per_" in name:  # retries_per_second: a rate
         return False
     return not (set(name.split("_")) & _NOT_DURATION)
 
@@ -131,16 +137,18 @@ def _hints(cls: type) -> dict[str, Any]:
 
 @functools.cache
 def option_fields(cls: type) -> tuple[OptionField, ...]:
-    """Return the options of an attrs class, in declaration order.
+    """Return the options of an attrs class (or of a plain class's ``__init__``), in order.
 
     Private fields (``_x``) and fields with ``init=False`` are not options.
 
     Args:
-        cls: A (frozen) attrs class.
+        cls: A (frozen) attrs class, or a class for which :func:`has_options` is true.
 
     Returns:
         One :class:`OptionField` per option.
     """
+    if not attrs.has(cls):
+        return _init_fields(cls)
     hints = _hints(cls)
     docs = field_docs(cls)
     out = []
@@ -154,6 +162,52 @@ def option_fields(cls: type) -> tuple[OptionField, ...]:
         name = field.alias or field.name
         out.append(OptionField(name, hints.get(field.name, Any), default, docs.get(name, "")))
     return tuple(out)
+
+
+def _init_parameters(cls: type) -> list[inspect.Parameter] | None:
+    init = getattr(cls, "__init__", object.__init__)
+    if init is object.__init__ or not inspect.isfunction(init):
+        return None
+    try:
+        params = list(inspect.signature(init).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if not params or any(
+        p.kind not in plain or p.annotation is inspect.Parameter.empty for p in params
+    ):
+        return None
+    return params
+
+
+def has_options(cls: Any) -> bool:
+    """Whether a mapping can describe ``cls``.
+
+    True for an attrs class, and for a class whose ``__init__`` takes only annotated, named
+    parameters.
+    """
+    if not isinstance(cls, type):
+        return False
+    return attrs.has(cls) or _init_parameters(cls) is not None
+
+
+def _init_fields(cls: type) -> tuple[OptionField, ...]:
+    params = _init_parameters(cls) or []
+    try:
+        hints = typing.get_type_hints(cls.__init__)  # type: ignore[misc]
+    except Exception:
+        hints = {}
+    docs = field_docs(cls)
+    return tuple(
+        OptionField(
+            p.name,
+            hints.get(p.name, Any),
+            NO_DEFAULT if p.default is inspect.Parameter.empty else p.default,
+            docs.get(p.name, ""),
+        )
+        for p in params
+        if not p.name.startswith("_")
+    )
 
 
 def concrete_kinds(base: type) -> dict[str, type]:

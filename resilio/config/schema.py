@@ -17,6 +17,7 @@ from resilio.config.fields import (
     NO_DEFAULT,
     concrete_kinds,
     field_docs,
+    has_options,
     is_duration_field,
     option_fields,
 )
@@ -86,7 +87,7 @@ class _Schemas:
                 return {
                     "oneOf": [self.object_ref(k, c, discriminated=True) for k, c in kinds.items()]
                 }
-            if hasattr(tp, "__attrs_attrs__"):
+            if has_options(tp):
                 return self.object_ref(tp.__name__, tp, discriminated=False)
         return {}
 

@@ -339,6 +339,24 @@ class TestStores:
         ]
 
 
+def test_retry_budget_options_are_checked_where_they_are(write: Write) -> None:
+    """Mistakes inside a retry budget mapping point at the budget's own keys."""
+    path = write(
+        """
+        pipelines:
+          p:
+            - retry:
+                budget: {ratoi: 0.2, window: 10x}
+        """
+    )
+    assert problems_of(path) == [
+        f"{path}:4:18: pipelines.p[0].retry.budget.ratoi: unknown option 'ratoi' "
+        "(did you mean 'ratio'?)",
+        f"{path}:4:38: pipelines.p[0].retry.budget.window: expected a duration like 200ms, "
+        "10s, 5m, 1h or a number of seconds, found '10x'",
+    ]
+
+
 def test_retry_and_timeout_types() -> None:
     """The built-in classes are what the YAML names map to."""
     registry = load_config({"pipelines": {"p": [{"timeout": 1}, {"retry": {}}]}}, telemetry=False)

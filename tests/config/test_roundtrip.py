@@ -113,6 +113,21 @@ def test_plugin_policy_round_trip(dummy_plugin: object) -> None:
     assert loaded.options == policy.options
 
 
+def test_retry_budget_mapping_round_trip() -> None:
+    """A RetryBudget dumps to its mapping form; durations with units load back inside it."""
+    from resilio.policies.retry import RetryBudget
+
+    policy = _policy("retry", budget=RetryBudget(0.5, min_retries_per_second=2, window=30))
+    entry = policy_to_config(policy)
+    assert entry == {
+        "retry": {"budget": {"ratio": 0.5, "min_retries_per_second": 2.0, "window": 30.0}}
+    }
+    entry["retry"]["budget"]["window"] = "30s"
+    loaded = load_config({"pipelines": {"p": [entry]}}, telemetry=False).pipeline("p").policies[0]
+    budget = loaded.options.budget  # type: ignore[attr-defined]
+    assert (budget.ratio, budget.min_retries_per_second, budget.window) == (0.5, 2.0, 30.0)
+
+
 def test_unrepresentable_value() -> None:
     """A lambda has no configuration form and says so."""
     with pytest.raises(UnrepresentableError, match="function has no configuration form"):
