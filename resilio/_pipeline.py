@@ -23,8 +23,9 @@ __all__ = ["Pipeline"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
+_new = object.__new__
 _CO_GENERATORS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
-_LAZY_RESULTS = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+_LAZY_RESULTS = frozenset((types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType))
 
 
 def _refuse_generator(fn: Callable[..., Any]) -> None:
@@ -297,13 +298,20 @@ class Pipeline:
         _refuse_generator(fn)
         run = self._run
         run_async = self._run_async
-        make = self._context
+        name = self.name
+        clock = self.clock
 
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                result = await run_async(fn, args, kwargs, make(None))
+                ctx = _new(Context)  # what Context(name) makes, without its __init__ call
+                ctx.operation = ctx.pipeline = name
+                ctx.idempotency_key = ctx.idempotent = ctx._attributes = ctx.payload = None
+                ctx.deadline = None
+                ctx.attempt = 1
+                ctx._clock = clock
+                result = await run_async(fn, args, kwargs, ctx)
                 if result.__class__ is Failure:
                     error = result.exception
                     del result
@@ -317,7 +325,13 @@ class Pipeline:
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            result = run(fn, args, kwargs, make(None))
+            ctx = _new(Context)  # what Context(name) makes, without its __init__ call
+            ctx.operation = ctx.pipeline = name
+            ctx.idempotency_key = ctx.idempotent = ctx._attributes = ctx.payload = None
+            ctx.deadline = None
+            ctx.attempt = 1
+            ctx._clock = clock
+            result = run(fn, args, kwargs, ctx)
             if result.__class__ is Failure:
                 error = result.exception
                 del result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import sys
 import traceback
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -343,7 +344,7 @@ class TestBrokenListener:
         def broken(event: object) -> None:
             raise RuntimeError("listener bug secret-canary")
 
-        calls = iter([ConnectionError("x"), "ok"])
+        calls: Iterator[Exception | str] = iter([ConnectionError("x"), "ok"])
 
         def flaky() -> str:
             value = next(calls)
@@ -363,3 +364,115 @@ class TestBrokenListener:
         assert failed[0]["event_name"] == "retry.scheduled"
         assert failed[0]["error_type"] == "RuntimeError"
         assert "secret-canary" not in repr(logs)
+
+
+def _success_path_policies() -> list[Policy]:
+    return [
+        resilio.Fallback(value=None),
+        resilio.Timeout(10),
+        resilio.Retry(attempts=3),
+        resilio.CircuitBreaker(),
+        resilio.RateLimiter(rate=10**9, per=1.0),
+        resilio.Bulkhead(max_concurrent=100),
+    ]
+
+
+def _ok() -> int:
+    return 1
+
+
+async def _aok() -> int:
+    return 1
+
+
+class TestSuccessPath:
+    @pytest.mark.parametrize("telemetry", [True, False])
+    def test_first_try_success_emits_nothing(self, clock: FakeClock, telemetry: bool) -> None:
+        """First-try successes through a closed breaker reach no listener, telemetry on or off."""
+        heard: list[object] = []
+        p = resilio.Pipeline(
+            _success_path_policies(), clock=clock, listeners=[heard.append], telemetry=telemetry
+        )
+        decorated = p(_ok)
+        for _ in range(200):
+            assert decorated() == 1
+            assert p.execute(_ok) == 1
+        assert heard == []
+
+    async def test_first_try_success_emits_nothing_async(self, clock: FakeClock) -> None:
+        """First-try async successes through a closed breaker reach no listener."""
+        heard: list[object] = []
+        p = resilio.Pipeline(_success_path_policies(), clock=clock, listeners=[heard.append])
+        decorated = p(_aok)
+        for _ in range(200):
+            assert await decorated() == 1
+            assert await p.execute_async(_aok) == 1
+        assert heard == []
+
+    def test_success_path_keeps_no_memory(self, clock: FakeClock) -> None:
+        """Ten thousand successful calls leave no allocated block behind (nothing per call)."""
+        decorated = resilio.Pipeline(_success_path_policies(), clock=clock, telemetry=False)(_ok)
+        for _ in range(1000):  # warm up caches and specialised bytecode
+            decorated()
+        gc.collect()
+        before = sys.getallocatedblocks()
+        for _ in range(10_000):
+            decorated()
+        gc.collect()
+        assert sys.getallocatedblocks() - before < 50
+
+    async def test_success_path_keeps_no_memory_async(self, clock: FakeClock) -> None:
+        """Ten thousand successful async calls leave no allocated block behind."""
+        decorated = resilio.Pipeline(_success_path_policies(), clock=clock, telemetry=False)(_aok)
+        for _ in range(1000):
+            await decorated()
+        gc.collect()
+        before = sys.getallocatedblocks()
+        for _ in range(10_000):
+            await decorated()
+        gc.collect()
+        assert sys.getallocatedblocks() - before < 50
+
+    async def test_decorator_context_matches_a_new_context(self, clock: FakeClock) -> None:
+        """The decorator's per-call context has every field a Context(name) has, same values."""
+        seen: list[resilio.Context] = []
+        p = resilio.Pipeline([_Capture(seen)], name="p", clock=clock, telemetry=False)
+        p(_ok)()
+        await p(_aok)()
+        expected = resilio.Context("p")
+        expected.pipeline = "p"
+        for ctx in seen:
+            for slot in resilio.Context.__slots__:
+                if slot != "_clock":
+                    assert getattr(ctx, slot) == getattr(expected, slot), slot
+            assert ctx._clock is clock
+        assert len(seen) == 2
+
+
+class _Capture(Policy):
+    """A policy whose layer records the context it runs with."""
+
+    kind: ClassVar[str] = "capture"
+
+    def __init__(self, seen: list[resilio.Context]) -> None:
+        self.name = "capture"
+        self.options = None
+        self.seen = seen
+
+    def make_layer(self, inner: Layer, env: Env) -> Layer:
+        seen = self.seen
+
+        class _Layer(Layer):
+            __slots__ = ()
+
+            def run(self, fn: Callable[..., Any], args: Args, kwargs: Kwargs, ctx: Any) -> Any:
+                seen.append(ctx)
+                return self.inner.run(fn, args, kwargs, ctx)
+
+            async def run_async(
+                self, fn: Callable[..., Any], args: Args, kwargs: Kwargs, ctx: Any
+            ) -> Any:
+                seen.append(ctx)
+                return await self.inner.run_async(fn, args, kwargs, ctx)
+
+        return _Layer(inner, env, self)
