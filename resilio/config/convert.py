@@ -11,7 +11,7 @@ import enum
 import importlib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ import attrs
 from resilio.config.durations import parse_duration
 from resilio.config.fields import (
     NO_DEFAULT,
+    OptionField,
     concrete_kinds,
     has_options,
     is_duration_field,
@@ -130,7 +131,20 @@ class Converter:
         Returns:
             The keyword arguments, or ``None`` if any value was invalid (problems recorded).
         """
-        fields = {f.name: f for f in option_fields(cls)}
+        return self.fields(option_fields(cls), data, path, paths)
+
+    def fields(
+        self,
+        options: Sequence[OptionField],
+        data: Mapping[str, Any],
+        path: KeyPath,
+        paths: Mapping[str, KeyPath],
+    ) -> dict[str, Any] | None:
+        """Convert a mapping into keyword arguments for the described ``options``.
+
+        Like :meth:`options`, for options described field by field (a store kind's).
+        """
+        fields = {f.name: f for f in options}
         out: dict[str, Any] = {}
         ok = True
         for key, value in data.items():
@@ -138,7 +152,7 @@ class Converter:
             field = fields.get(key)
             if field is None:
                 hint = close_matches(key, fields) or (
-                    "; expected one of " + ", ".join(fields) if fields else ""
+                    "; expected one of " + ", ".join(fields) if fields else "; it takes none"
                 )
                 self.problems.add(key_path, f"unknown option {key!r}{hint}", key=True)
                 ok = False

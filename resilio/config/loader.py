@@ -16,7 +16,7 @@ from attrs import define, field
 
 from resilio._pipeline import Pipeline
 from resilio.config.convert import Converter, InvalidValueError, found
-from resilio.config.fields import option_fields
+from resilio.config.fields import OptionField, option_fields
 from resilio.config.problems import KeyPath, Problems
 from resilio.config.source import Document
 from resilio.plugins.catalog import Catalog, close_matches
@@ -174,8 +174,16 @@ class _Builder:
             if old is not None and old.kind == kind and old.config == config:
                 self.state.stores[name] = old
                 continue
+            described = kinds.options(kind)
+            if described is None:
+                kwargs: dict[str, Any] | None = config
+            else:
+                fields = [OptionField(k, tp, None) for k, tp in described.items()]
+                kwargs = self.converter.fields(fields, config, path, {})
+            if kwargs is None:
+                continue
             try:
-                backend = kinds.get(kind)(**config)
+                backend = kinds.get(kind)(**kwargs)
             except Exception as exc:  # any factory error is the user's to fix
                 self.problems.add(path, f"cannot create the {kind} store: {_message(exc)}")
                 continue

@@ -189,7 +189,20 @@ def json_schema(catalog: Catalog | None = None) -> dict[str, Any]:
         "description": "One policy: its type name, then its options (or {ref: shared-name}).",
         "oneOf": entries,
     }
-    store_kinds = sorted(catalog.store_kinds)
+    stores = []
+    for kind in sorted(catalog.store_kinds):
+        described = catalog.store_kinds.options(kind)
+        properties: dict[str, Any] = {"kind": {"const": kind}}
+        if described is not None:
+            properties.update((k, schemas.type_schema(tp, k)) for k, tp in described.items())
+        stores.append(
+            {
+                "type": "object",
+                "properties": properties,
+                "required": ["kind"],
+                "additionalProperties": described is None,
+            }
+        )
     return {
         "$schema": SCHEMA_DIALECT,
         "$id": "https://resilio.readthedocs.io/schema/config.json",
@@ -208,11 +221,7 @@ def json_schema(catalog: Catalog | None = None) -> dict[str, Any]:
             "stores": {
                 "description": "Named stores that policies refer to with store: <name>.",
                 "type": "object",
-                "additionalProperties": {
-                    "type": "object",
-                    "properties": {"kind": {"enum": store_kinds}},
-                    "required": ["kind"],
-                },
+                "additionalProperties": {"oneOf": stores},
             },
             "outbox": {
                 "description": "The durable queue for fallback: {enqueue: outbox}.",

@@ -87,6 +87,14 @@ def _memory_store(**options: Any) -> Any:
     return store_class() if store_class is not None else MemoryStores()
 
 
+_STORE_OPTIONS: dict[str, dict[str, Any]] = {
+    "memory": {},
+    "sqlite": {"path": str, "busy_timeout": float},
+    "redis": {"url": str, "prefix": str, "socket_timeout": float, "cooldown": float},
+}
+"""The options of the built-in store kinds, for conversions, errors and the schema."""
+
+
 @hookimpl
 def resilio_register_stores(registry: StoreKindRegistry) -> None:
     """Register the store kinds that ship with resilio.
@@ -100,3 +108,6 @@ def resilio_register_stores(registry: StoreKindRegistry) -> None:
         register(registry)
     if "memory" not in registry:
         registry.add("memory", _memory_store)
+    for kind, options in _STORE_OPTIONS.items():
+        if kind in registry and registry.options(kind) is None:
+            registry.describe(kind, options)

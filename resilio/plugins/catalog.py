@@ -163,8 +163,22 @@ class StoreKindRegistry(_Registry[StoreFactory]):
 
     what = "store kind"
 
-    def add(self, kind: str, factory: StoreFactory) -> None:
+    def __init__(self) -> None:
+        super().__init__()
+        self._options: dict[str, dict[str, Any]] = {}
+
+    def add(
+        self, kind: str, factory: StoreFactory, *, options: Mapping[str, Any] | None = None
+    ) -> None:
         """Register ``factory`` for stores of ``kind``; it is called as ``factory(**options)``.
+
+        Args:
+            kind: The ``kind`` value of a ``stores:`` entry.
+            factory: Builds the store from the entry's other keys.
+            options: The options it takes, name → type annotation (``{"url": str,
+                "socket_timeout": float}``), so configuration files get conversions
+                (durations), "did you mean" errors and a schema for them; ``None`` passes the
+                options unchecked.
 
         Raises:
             PluginError: If ``kind`` is not a lower_snake_case name, ``factory`` is not
@@ -176,6 +190,21 @@ class StoreKindRegistry(_Registry[StoreFactory]):
                 f"{factory!r}: the kind must be lower_snake_case and the factory callable"
             )
         self._put(kind, factory)
+        if options is not None:
+            self.describe(kind, options)
+
+    def describe(self, kind: str, options: Mapping[str, Any]) -> None:
+        """Declare the options (name → type annotation) of a registered store kind.
+
+        Raises:
+            NotRegisteredError: If ``kind`` is not registered.
+        """
+        self.get(kind)
+        self._options[kind] = dict(options)
+
+    def options(self, kind: str) -> Mapping[str, Any] | None:
+        """Return the declared options of ``kind`` (name → type), or ``None`` if undeclared."""
+        return self._options.get(kind)
 
 
 class Catalog:

@@ -330,12 +330,42 @@ class TestStores:
         )
         assert registry.pipeline("a").policies[0].options.store is registry.store("db")
 
-    def test_bad_store_options_are_reported(self) -> None:
-        """A store factory's refusal is a problem at the store's path."""
-        problems = problems_of({"stores": {"m": {"kind": "memory", "size": 1}}, "pipelines": {}})
+    def test_store_options_are_checked_at_their_keys(self, write: Write) -> None:
+        """Unknown and malformed store options are problems at their own keys, with hints."""
+        path = write(
+            """
+            stores:
+              m: {kind: memory, size: 1}
+              db: {kind: sqlite, pth: x.db, busy_timeout: soon}
+            pipelines: {}
+            """
+        )
+        assert problems_of(path) == [
+            f"{path}:2:21: stores.m.size: unknown option 'size'; it takes none",
+            f"{path}:3:22: stores.db.pth: unknown option 'pth' (did you mean 'path'?)",
+            f"{path}:3:47: stores.db.busy_timeout: expected a duration like 200ms, 10s, 5m, 1h "
+            "or a number of seconds, found 'soon'",
+        ]
+
+    def test_store_durations_take_units(self, tmp_path: Path) -> None:
+        """A store's duration options accept units like the policies' do."""
+        registry = load_config(
+            {
+                "stores": {
+                    "db": {"kind": "sqlite", "path": str(tmp_path / "s.db"), "busy_timeout": "2s"}
+                },
+                "pipelines": {},
+            },
+            telemetry=False,
+        )
+        assert registry.store("db")._busy_ms == 2000
+
+    def test_store_factory_refusal_is_reported(self) -> None:
+        """A store factory's own refusal is a problem at the store's path."""
+        problems = problems_of({"stores": {"r": {"kind": "redis"}}, "pipelines": {}})
         assert problems == [
-            "<dict>: stores.m: cannot create the memory store: a memory store takes no options, "
-            "found size"
+            "<dict>: stores.r: cannot create the redis store: store (kind redis): "
+            "missing option 'url'"
         ]
 
 

@@ -64,3 +64,19 @@ def test_scalar_form_is_allowed() -> None:
     forms = entry["properties"]["timeout"]["anyOf"]
     assert {"$ref": "#/$defs/duration"} in forms
     assert callable(resilio.load_config)  # exported
+
+
+def test_store_kinds_and_their_options_appear() -> None:
+    """Each store kind is one alternative listing its options; durations use the duration type."""
+    stores = json_schema()["properties"]["stores"]["additionalProperties"]["oneOf"]
+    by_kind = {s["properties"]["kind"]["const"]: s for s in stores}
+    assert set(by_kind) == {"memory", "sqlite", "redis"}
+    assert set(by_kind["redis"]["properties"]) == {
+        "kind",
+        "url",
+        "prefix",
+        "socket_timeout",
+        "cooldown",
+    }
+    assert by_kind["redis"]["properties"]["cooldown"] == {"$ref": "#/$defs/duration"}
+    assert by_kind["memory"]["additionalProperties"] is False
