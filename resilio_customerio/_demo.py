@@ -42,6 +42,9 @@ class BadDay:
         resets: Share of requests whose connection is reset (half after applying them).
         drain_wait: Seconds to wait for the outbox to empty at the end.
         break_duration: Seconds the breaker stays open before a trial call.
+        max_wait: Longest wait of a call for a retry (a longer one sends it to the outbox).
+        stream: Seconds over which the generated events arrive, like a live stream (0: all
+            at once).
     """
 
     burst: tuple[float, float] = (2.0, 3.5)
@@ -50,6 +53,8 @@ class BadDay:
     resets: float = 0.01
     drain_wait: float = 60.0
     break_duration: float = 2.0
+    max_wait: float = 1.0
+    stream: float = 18.0
 
     @classmethod
     def quick(cls) -> BadDay:
@@ -61,21 +66,38 @@ class BadDay:
             resets=0.01,
             drain_wait=30.0,
             break_duration=0.5,
+            max_wait=0.3,
+            stream=3.0,
         )
 
     def config(self) -> dict[str, Any]:
-        """Return the adapter configuration: the defaults, with a short breaker break.
+        """Return the adapter configuration: the defaults, tuned for an outage lasting seconds.
 
-        The built-in break of 30 s suits a real outage; the demo's outage lasts seconds, so the
-        breaker is told to try again after ``break_duration`` to show it closing.
+        The built-in pipelines suit a real outage: a call waits up to a minute for the breaker's
+        30 s break. The demo's outage lasts seconds, so the breaker tries again after
+        ``break_duration``, and a call gives up as soon as the breaker would make it wait longer
+        than ``max_wait``: it falls into the outbox at once, and the drainer delivers it after
+        the recovery.
 
         Returns:
             A configuration mapping merged over the built-in pipelines.
         """
+        from resilio_customerio.operations import SPECS
+
         breaker = {"failure_threshold": 5, "break_duration": self.break_duration}
+        backoff = {"kind": "exponential", "initial": 0.1, "max": self.max_wait}
+        track = [
+            {"timeout": {"seconds": 4 * self.max_wait + 2}},
+            {"retry": {"attempts": 4, "backoff": backoff, "max_delay": self.max_wait}},
+            {"circuit_breaker": {"ref": "customerio.track.breaker"}},
+            {"rate_limiter": {"ref": "customerio.track.rate"}},
+            {"bulkhead": {"ref": "customerio.track.bulkhead"}},
+            {"timeout": {"seconds": 2}},
+        ]
         return {
             "version": 1,
             "policies": {"customerio.track.breaker": {"circuit_breaker": breaker}},
+            "pipelines": {name: track for name, spec in SPECS.items() if spec.api == "track"},
         }
 
     def faults(self, seed: int) -> Faults:
@@ -188,6 +210,7 @@ class _Watch:
         self.opened = 0
         self.closed = 0
         self.outbox_peak = 0
+        self.draining = False
         self.say: Callable[[str], None] = self.notes.append
         self._lock = threading.Lock()
 
@@ -209,7 +232,15 @@ class _Watch:
 
     def depth(self, outbox: Any) -> int:
         depth = int(outbox.stats().depth)
-        self.outbox_peak = max(self.outbox_peak, depth)
+        with self._lock:
+            peak, self.outbox_peak = self.outbox_peak, max(self.outbox_peak, depth)
+            filling = depth and not peak
+            draining = peak and depth < peak and not self.draining and self.closed
+            self.draining = self.draining or bool(draining)
+        if filling:
+            self.say(f"[{self.sim.elapsed():5.1f}s] outbox filling: calls fail fast into it")
+        if draining:
+            self.say(f"[{self.sim.elapsed():5.1f}s] outbox draining from its peak of {peak}")
         return depth
 
     def extra(self) -> dict[str, str]:
@@ -248,7 +279,7 @@ def run_demo(
         0 when every event was delivered exactly once, 1 otherwise.
     """
     from resilio.outbox import Outbox
-    from resilio.plugins._runtime import add_global_listener, remove_global_listener
+    from resilio.plugins import subscribe
     from resilio.telemetry import configure
     from resilio_customerio import ResilientCustomerIO
 
@@ -258,6 +289,8 @@ def run_demo(
         workdir = Path(tmp)
         source = workdir / "events.jsonl"
         customers = write_events(source, events)
+        rate = (customers + events) / script.stream if script.stream > 0 else 0.0
+        options = SendOptions(concurrency=concurrency, rate=rate)
         outbox = Outbox.sqlite(workdir / "outbox.sqlite3")
         with Simulator(faults=script.faults(seed)) as sim, sim.trust():
             watch = _Watch(sim)
@@ -269,8 +302,7 @@ def run_demo(
             drainer = threading.Thread(
                 target=_drain_loop, args=(client, outbox, stop), name="cio-demo-drain", daemon=True
             )
-            add_global_listener(stats.listener)
-            add_global_listener(watch.listener)
+            unsubscribe = [subscribe(stats.listener), subscribe(watch.listener)]
             switches = configure(logging=False)  # the display shows what the logs would say
             try:
                 with Progress(
@@ -286,9 +318,7 @@ def run_demo(
                     progress.note(_script_text(script, sim))
                     drainer.start()
                     with Journal(workdir / "events.jsonl.journal") as journal:
-                        report = send_file(
-                            source, client, journal, SendOptions(concurrency=concurrency), stats
-                        )
+                        report = send_file(source, client, journal, options, stats)
                     progress.note(f"[{sim.elapsed():5.1f}s] all lines handed over; draining")
                     deadline = time.monotonic() + script.drain_wait
                     while watch.depth(outbox) and time.monotonic() < deadline:
@@ -299,8 +329,8 @@ def run_demo(
             finally:
                 stop.set()
                 drainer.join(timeout=10) if drainer.is_alive() else None
-                remove_global_listener(stats.listener)
-                remove_global_listener(watch.listener)
+                for stop_listening in unsubscribe:
+                    stop_listening()
                 configure(**switches)
             result = reconcile(sim, events, customers)
             lines = _summary(result, report, watch, outbox, time.monotonic() - started)

@@ -18,6 +18,7 @@ from typing import Any
 
 from attrs import define, field, frozen
 
+from resilio._clock import SYSTEM_CLOCK, Clock
 from resilio_customerio._journal import FINAL, Journal, JournalMismatchError, digest
 from resilio_customerio._jsonl import (
     MAX_V2_BATCH_BYTES,
@@ -29,7 +30,7 @@ from resilio_customerio._jsonl import (
     parse_line,
 )
 
-__all__ = ["Report", "SendOptions", "SendStats", "describe_error", "send_file"]
+__all__ = ["Pace", "Report", "SendOptions", "SendStats", "describe_error", "send_file"]
 
 _COMMIT_EVERY = 0.25  # seconds between commits of finished lines
 
@@ -43,12 +44,15 @@ class SendOptions:
         batch: Operations per v2 batch request; 0 sends one request per line.
         retry_failed: Send dead-lettered lines of a previous run again.
         resend_unknown: Send again transactional lines whose outcome is unknown.
+        rate: Requests per second handed to the workers at most, to model a stream of events
+            arriving over time (0: as fast as the workers take them).
     """
 
     concurrency: int = 1
     batch: int = 0
     retry_failed: bool = False
     resend_unknown: bool = False
+    rate: float = 0.0
 
 
 @define
@@ -369,6 +373,31 @@ class _Run:
             self.last_commit = now
 
 
+class Pace:
+    """Spaces hand-overs ``1 / rate`` seconds apart on average (no wait when ``rate`` is 0).
+
+    A late hand-over is caught up on, but by at most one second's worth of requests.
+
+    Args:
+        rate: Hand-overs per second; 0 for no pacing.
+        clock: Source of time and sleeps.
+    """
+
+    def __init__(self, rate: float, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.clock = clock
+        self.next = clock.monotonic()
+
+    def wait(self) -> None:
+        """Return when the next hand-over is due."""
+        if not self.interval:
+            return
+        delay = self.next - self.clock.monotonic()
+        if delay > 0:
+            self.clock.sleep(delay)
+        self.next = max(self.next, self.clock.monotonic() - 1.0) + self.interval
+
+
 def _count_lines(path: Path) -> int:
     count = 0
     with path.open("rb") as handle:
@@ -411,9 +440,11 @@ def send_file(
     journal.commit()
     run = _Run(path, client, journal, options, stats)
     window = max(1, options.concurrency) * 2
+    pace = Pace(options.rate)
     with cf.ThreadPoolExecutor(max(1, options.concurrency), "cio-send") as pool:
         pending: dict[cf.Future[list[tuple[str, str | None]]], _Work] = {}
         for work in run.work():
+            pace.wait()
             pending[pool.submit(run.call, work)] = work
             while len(pending) >= window:
                 done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)

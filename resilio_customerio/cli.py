@@ -276,10 +276,11 @@ def run_send(
         flush=True,
     )
     stats = SendStats()
-    listener_added = _listen(stats.listener)
+    from resilio.plugins import subscribe
     from resilio.telemetry import configure
 
     switches = configure(logging=bool(args.log))
+    unsubscribe = subscribe(stats.listener)
     try:
         with (
             Journal(journal_path) as journal,
@@ -311,8 +312,7 @@ def run_send(
                 report = build_report(journal, report.lines, report.sent_this_run, report.aborted)
     finally:
         configure(**switches)
-        if listener_added:
-            _unlisten(stats.listener)
+        unsubscribe()
         close = getattr(client, "close", None)
         if callable(close):
             close()
@@ -340,19 +340,33 @@ def _drain(client: Any, timeout: float, progress: Any) -> None:
             time.sleep(0.2)
 
 
-def _listen(listener: Callable[[Any], None]) -> bool:
-    try:
-        from resilio.plugins._runtime import add_global_listener
-    except ImportError:  # pragma: no cover
-        return False
-    add_global_listener(listener)
-    return True
+def _connection_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resilio-customerio outbox", add_help=False)
+    _add_connection(parser)
+    return parser
 
 
-def _unlisten(listener: Callable[[Any], None]) -> None:
-    from resilio.plugins._runtime import remove_global_listener
+def outbox_registry(args: argparse.Namespace) -> Any:
+    """Build the adapter that ``outbox`` commands replay through: the built-in pipelines.
 
-    remove_global_listener(listener)
+    ``--config`` is merged over the adapter's defaults (its ``outbox:`` section, if any, is
+    the outbox); the connection options and ``CUSTOMERIO_*`` variables are those of ``send``.
+    Only ``drain`` calls Customer.io, so only ``drain`` requires the credentials.
+
+    Args:
+        args: Parsed ``outbox`` options, with the connection options of ``send``.
+
+    Returns:
+        A :class:`~resilio_customerio.ResilientCustomerIO` (a registry for the drainer).
+
+    Raises:
+        UsageError: If ``drain`` lacks the site id or API key.
+    """
+    if args.outbox_command == "drain":
+        options = client_options(args)
+    else:
+        options = {"config": str(args.config)} if args.config else {}
+    return _make_client(options)
 
 
 def _run_outbox(argv: list[str]) -> int:
@@ -360,10 +374,19 @@ def _run_outbox(argv: list[str]) -> int:
         from resilio.outbox import cli as outbox_cli
     except ImportError:
         raise UsageError("the outbox commands are not available in this installation") from None
-    parser = argparse.ArgumentParser(prog="resilio-customerio")
+    connection, rest = _connection_parser().parse_known_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="resilio-customerio",
+        epilog="Also accepted: the Customer.io connection options of `send` (--site-id, "
+        "--api-key, --app-key, --region, --host, --port, --url-prefix, --api-url, --timeout).",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    outbox_cli.register(subparsers)
-    args = parser.parse_args(["outbox", *argv])
+    outbox_cli.register(subparsers, registry_factory=outbox_registry)
+    args = parser.parse_args(["outbox", *rest])
+    for name, value in vars(connection).items():
+        if name != "config" or getattr(args, "config", None) is None:
+            setattr(args, name, value)
+    args.config = Path(args.config) if args.config else None
     return int(args.func(args) or 0)
 
 

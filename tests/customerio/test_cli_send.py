@@ -312,3 +312,84 @@ class TestSendCommand:
         """`outbox stats --sqlite PATH` runs resilio's outbox command and exits 0."""
         assert cli.main(["outbox", "stats", "--sqlite", str(tmp_path / "o.sqlite3")]) == 0
         assert "pending           0" in capsys.readouterr().out
+
+    def test_outbox_drain_replays_through_the_adapters_defaults(
+        self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`outbox drain --sqlite PATH` with credentials, no --config, delivers queued calls."""
+        from resilio.outbox import Outbox, Queued
+        from resilio_customerio import ResilientCustomerIO
+
+        store = tmp_path / "o.sqlite3"
+        outbox = Outbox.sqlite(store)
+        config = {"version": 1, "pipelines": {"customerio.track": [{"timeout": {"seconds": 5}}]}}
+        cio = ResilientCustomerIO(**sim.client_kwargs(), outbox=outbox, config=config)
+        sim.faults.add("track", status=503, first=3)
+        receipts = [cio.track("d", "e", data={"seq": i}) for i in range(3)]
+        cio.close()
+        outbox.close()
+        assert all(isinstance(r, Queued) for r in receipts)
+        assert sim.events("d") == []
+        argv = ["outbox", "drain", "--sqlite", str(store), "--host", sim.host]
+        argv += ["--port", str(sim.port), "--site-id", sim.site_id, "--api-key", sim.api_key]
+        assert cli.main(argv) == 0
+        assert "delivered 3, retried 0, dead 0" in capsys.readouterr().out
+        assert sorted(e["data"]["seq"] for e in sim.events("d")) == [0, 1, 2]
+
+    def test_outbox_drain_without_credentials_names_them(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`outbox drain` without a site id and key exits non-zero naming what is missing."""
+        for name in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        code = cli.main(["outbox", "drain", "--sqlite", str(tmp_path / "o.sqlite3")])
+        assert code != 0
+        assert "missing Customer.io credentials" in capsys.readouterr().err
+
+    def test_outbox_stats_reads_the_outbox_of_a_config(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`outbox stats --config FILE` opens the outbox the file declares, without credentials."""
+        config = tmp_path / "resilio.yaml"
+        store = tmp_path / "c.sqlite3"
+        config.write_text(f"version: 1\noutbox:\n  kind: sqlite\n  path: {store}\n")
+        assert cli.main(["outbox", "stats", "--config", str(config)]) == 0
+        assert "pending           0" in capsys.readouterr().out
+        assert store.exists()
+
+
+class TestPace:
+    def test_pace_spaces_hand_overs_by_the_rate(self) -> None:
+        """At 10 per second, five hand-overs wait 0.1 s each after the first."""
+        from resilio.testing import FakeClock
+        from resilio_customerio._send import Pace
+
+        clock = FakeClock()
+        pace = Pace(10.0, clock)
+        for _ in range(5):
+            pace.wait()
+        assert clock.sleeps == pytest.approx([0.1] * 4)
+
+    def test_pace_catches_up_at_most_one_second(self) -> None:
+        """After a 5 s stall, at most one second's worth of hand-overs go without waiting."""
+        from resilio.testing import FakeClock
+        from resilio_customerio._send import Pace
+
+        clock = FakeClock()
+        pace = Pace(2.0, clock)
+        pace.wait()
+        clock.advance(5.0)
+        for _ in range(4):
+            pace.wait()
+        assert clock.sleeps == pytest.approx([0.5])
+
+    def test_rate_zero_never_waits(self) -> None:
+        """Without a rate, hand-overs never sleep."""
+        from resilio.testing import FakeClock
+        from resilio_customerio._send import Pace
+
+        clock = FakeClock()
+        pace = Pace(0.0, clock)
+        for _ in range(3):
+            pace.wait()
+        assert clock.sleeps == []
