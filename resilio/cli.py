@@ -51,10 +51,13 @@ def _option_text(config: dict[str, Any]) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     from resilio.config import load_config
-    from resilio.errors import ConfigError
+    from resilio.errors import ConfigError, PluginError
 
     try:
         registry = load_config(args.file, telemetry=False)
+    except PluginError as exc:  # a ConfigError too, but not the file's fault
+        _print_problems(args, exc.problems, "plugins")
+        return 1
     except ConfigError as exc:
         _print_problems(args, exc.problems, f"{args.file}: invalid")
         return 1

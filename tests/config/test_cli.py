@@ -57,6 +57,36 @@ class TestCheck:
         )
         assert "Traceback" not in "\n".join(err)
 
+    def test_broken_plugin_is_reported_without_a_traceback(
+        self, write: Write, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """check names a plugin that fails to load and exits 1 instead of raising."""
+        from resilio.plugins import manager
+
+        class Boom:
+            import resilio
+
+            @resilio.hookimpl
+            def resilio_register_policies(self, registry: object) -> None:
+                raise RuntimeError("down")
+
+        manager.register(Boom(), name="boom")
+        assert main(["check", str(write("pipelines: {}\n"))]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert err == [
+            "plugins: 1 problem",
+            "  plugin 'boom' failed in resilio_register_policies: RuntimeError: down",
+        ]
+
+    def test_unreadable_path_is_a_problem(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A directory or missing file given to check is one problem naming it, exit 1."""
+        assert main(["check", str(tmp_path)]) == 1
+        err = capsys.readouterr().err.splitlines()
+        assert err[0] == f"{tmp_path}: invalid: 1 problem"
+        assert err[1].startswith(f"  {tmp_path}: (top level): cannot read the file")
+
 
 def test_schema_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     """schema prints a draft 2020-12 JSON Schema with the policy types."""
@@ -72,6 +102,25 @@ def test_plugins_lists_builtin(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert out.startswith("resilio.builtin: builtin\n  hooks: resilio_register_policies, ")
     assert "  policy types: fallback, timeout, retry" in out
+
+
+def test_plugins_lists_an_installed_adapters_operations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """plugins lists an entry-point plugin (the Customer.io adapter) with hooks and operations."""
+    pytest.importorskip("customerio")
+    from tests.config.conftest import make_distribution
+
+    site = tmp_path / "site"
+    make_distribution(site, "resilio-customerio", {"customerio": "resilio_customerio.plugin"}, {})
+    monkeypatch.syspath_prepend(str(site))
+    assert main(["plugins"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("customerio: resilio_customerio.plugin (resilio-customerio)")
+    assert lines[start + 1] == "  hooks: resilio_classify, resilio_register_operations"
+    operations = lines[start + 2]
+    assert operations.startswith("  operations: customerio.")
+    assert "customerio.track" in operations.split(": ", 1)[1].split(", ")
 
 
 def test_plugins_reports_a_broken_plugin(capsys: pytest.CaptureFixture[str]) -> None:

@@ -76,6 +76,30 @@ class TestDiscovery:
         assert manager._system is None
         assert _runtime._loaded is False
 
+    def test_importing_and_succeeding_loads_no_plugin_machinery(self) -> None:
+        """In a fresh process, importing resilio and a first-try success import no pluggy."""
+        import subprocess
+        import sys
+
+        code = (
+            "import sys, resilio\n"
+            "p = resilio.Pipeline([resilio.Retry(attempts=3)], name='p')\n"
+            "assert p.execute(lambda: 1) == 1\n"
+            "print(sorted(m for m in ('pluggy', 'resilio.plugins.manager',"
+            " 'importlib.metadata') if m in sys.modules))\n"
+        )
+        root = Path(__file__).resolve().parents[2]
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            env={"PYTHONPATH": str(root), "PATH": ""},
+            check=True,
+            timeout=60,
+        )
+        assert proc.stdout.strip() == "[]"
+
     def test_blocked_plugin_is_not_loaded(
         self, site: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
