@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -82,3 +83,63 @@ def test_quota_policy_rejects(acme: object, clock: FakeClock) -> None:
         registry.execute("acme.send_email", {"to": "a@example.com"})
     with pytest.raises(Rejected, match="quota"):
         registry.execute("acme.send_email", {"to": "a@example.com"})
+
+
+def test_ambiguous_failure_of_an_idempotent_read_is_retried(acme: object, clock: FakeClock) -> None:
+    """A 408 on acme.get_status (idempotent) is retried by acme.read's three attempts."""
+    registry = load_config(HERE / "pipelines.yaml", clock=clock, telemetry=False)
+    error_cls = acme.AcmeError  # type: ignore[attr-defined]
+    calls: list[int] = []
+
+    def fail() -> None:
+        calls.append(408)
+        raise error_cls(408)
+
+    with pytest.raises(error_cls):
+        registry.pipeline("acme.read").execute(fail, context=Context("acme.get_status"))
+    assert calls == [408] * 3
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
+
+
+def _docs_blocks(language: str) -> list[str]:
+    if not DOCS.exists():
+        pytest.skip("docs/plugins.md is not part of this checkout")
+    text = DOCS.read_text(encoding="utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_docs_show_the_adapters_pipelines_file() -> None:
+    """The YAML in docs/plugins.md is the adapter's tested pipelines.yaml."""
+    import yaml
+
+    shipped = yaml.safe_load((HERE / "pipelines.yaml").read_text(encoding="utf-8"))
+    shown = [yaml.safe_load(block) for block in _docs_blocks("yaml")]
+    assert shipped in shown
+
+
+def test_docs_classifier_behaves_like_the_adapters(acme: object) -> None:
+    """The classifier shown in docs/plugins.md classifies every status as the tested one does."""
+    block = next(b for b in _docs_blocks("python") if "def classify(" in b)
+    namespace: dict[str, object] = {}
+    exec(compile(block, str(DOCS), "exec"), namespace)  # the code block of our own docs
+    shown_error, shown_classify = namespace["AcmeError"], namespace["classify"]
+    for status in (400, 404, 408, 429, 500, 503):
+        expected = acme.classify(acme.AcmeError(status, 2.0), None)  # type: ignore[attr-defined]
+        assert shown_classify(shown_error(status, 2.0), None) == expected  # type: ignore[operator]
+    assert shown_classify(ValueError("x"), None) is None  # type: ignore[operator]
+
+
+def test_docs_show_what_resilio_plugins_prints(
+    acme: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every line docs/plugins.md shows for the adapter in `resilio plugins` is printed."""
+    from resilio.cli import main
+
+    block = next(b for b in _docs_blocks("console") if "$ resilio plugins" in b)
+    start = block.index("acme:")
+    shown = block[start : block.index("$", start)].splitlines()
+    assert main(["plugins"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert shown == printed[printed.index(shown[0]) : printed.index(shown[0]) + len(shown)]
