@@ -35,6 +35,7 @@ __all__ = [
     "pageview",
     "send",
     "v2_event",
+    "v2_identifiers",
     "v2_identify",
 ]
 
@@ -167,13 +168,34 @@ def batch_operations(op: str, operations: Sequence[Mapping[str, Any]]) -> list[d
     return result
 
 
+def v2_identifiers(value: Any) -> dict[str, Any]:
+    """The v2 ``identifiers`` of a v1 customer id, typed as the v1 path reads it.
+
+    The v1 API takes an id, an email address, or ``cio_<id>`` in the same place; a v2
+    operation must say which one it is.
+
+    Args:
+        value: A checked customer id (a string or an integer).
+
+    Returns:
+        ``{"cio_id": ...}`` for ``cio_``-prefixed values, ``{"email": ...}`` for values with an
+        ``@``, else ``{"id": ...}``.
+    """
+    if isinstance(value, str):
+        if value.startswith("cio_") and len(value) > 4:
+            return {CIOID: value[4:]}
+        if "@" in value:
+            return {EMAIL: value}
+    return {ID: value}
+
+
 def v2_identify(op: str, id: Any, attributes: Mapping[str, Any]) -> dict[str, Any]:
     """A v2 ``person identify`` operation for the buffered mode."""
     payload = identify(op, id, attributes)
     return {
         "type": "person",
         "action": "identify",
-        "identifiers": {"id": payload["id"]},
+        "identifiers": v2_identifiers(payload["id"]),
         "attributes": payload["attributes"],
     }
 
@@ -186,7 +208,7 @@ def v2_event(
     result = {
         "type": "person",
         "action": "event",
-        "identifiers": {"id": payload["customer_id"]},
+        "identifiers": v2_identifiers(payload["customer_id"]),
         "name": payload["name"],
         "id": payload["id"],
         "attributes": payload["data"],

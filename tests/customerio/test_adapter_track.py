@@ -183,3 +183,53 @@ class TestTrackOperations:
         when = dt.datetime(2024, 1, 1, 2, 0, tzinfo=plus_two)
         cio.track("42", "e", {"order": {"placed": [when]}})
         assert last(cio_simulator).body["data"] == {"order": {"placed": [1704067200]}}
+
+
+class TestBufferedMode:
+    def test_calls_become_one_v2_batch_on_close(
+        self, cio_simulator: Simulator, clock: FakeClock
+    ) -> None:
+        """Buffered identify and track calls are sent together as one v2 batch when closed."""
+        with make(cio_simulator, clock, buffer={"max_delay": 3600}) as cio:
+            assert cio.identify("42", plan="pro") is None
+            assert cio.track("42", "purchase", {"n": 1}) is None
+            assert cio_simulator.requests == []
+        assert [(r.method, r.path) for r in cio_simulator.requests] == [("POST", "/api/v2/batch")]
+        ops = last(cio_simulator).body["batch"]
+        assert [(op["action"], op["identifiers"]) for op in ops] == [
+            ("identify", {"id": "42"}),
+            ("event", {"id": "42"}),
+        ]
+        assert is_ulid(ops[1]["id"])
+        assert cio_simulator.customer("42") == {"plan": "pro"}
+
+    @pytest.mark.parametrize(
+        ("given", "identifiers"),
+        [
+            ("a@example.com", {"email": "a@example.com"}),
+            ("cio_03000001", {"cio_id": "03000001"}),
+            (7, {"id": 7}),
+            ("cio_", {"id": "cio_"}),
+        ],
+    )
+    def test_identifier_type_follows_the_value(
+        self,
+        cio_simulator: Simulator,
+        clock: FakeClock,
+        given: str | int,
+        identifiers: dict[str, str | int],
+    ) -> None:
+        """An email or a cio_ id becomes that v2 identifier type, as the v1 path would read it."""
+        with make(cio_simulator, clock, buffer={"max_delay": 3600}) as cio:
+            cio.track(given, "seen")
+        assert last(cio_simulator).body["batch"][0]["identifiers"] == identifiers
+
+    def test_email_identify_reaches_the_person(
+        self, cio_simulator: Simulator, clock: FakeClock
+    ) -> None:
+        """A buffered identify by email updates the person known by that email."""
+        with make(cio_simulator, clock) as direct:
+            direct.identify("9", email="p@example.com")
+        with make(cio_simulator, clock, buffer={"max_delay": 3600}) as cio:
+            cio.identify("p@example.com", plan="pro")
+        assert cio_simulator.customer("9") == {"email": "p@example.com", "plan": "pro"}
