@@ -8,6 +8,10 @@ really stops waiting for an attempt (the worker thread finishes it in the backgr
 Example:
     >>> cio = AsyncResilientCustomerIO(site_id, api_key, max_workers=8)  # doctest: +SKIP
     >>> await cio.track("42", "purchase", {"amount": 3})  # doctest: +SKIP
+
+With ``region="auto"`` the region is asked over the network once, when the adapter is built; build
+it with ``await AsyncResilientCustomerIO.create(...)`` inside a running loop so that lookup runs
+in a worker thread.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import contextvars
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Self
 
 from resilio._operation import Operation
 from resilio._pipeline import Pipeline
@@ -33,8 +37,9 @@ __all__ = ["AsyncResilientCustomerIO"]
 class AsyncResilientCustomerIO:
     """The asyncio twin of :class:`~resilio_customerio.client.ResilientCustomerIO`.
 
-    Takes the same arguments (building it may resolve ``region="auto"``, a blocking call, so
-    build it at start-up), plus the size of its thread pool. Every method has the same name and
+    Takes the same arguments, plus the size of its thread pool. Building it with
+    ``region="auto"`` asks the region endpoint, a blocking call: inside a running event loop use
+    :meth:`create`, which builds it in a worker thread. Every method has the same name and
     arguments as the synchronous adapter and is a coroutine.
 
     Args:
@@ -64,6 +69,28 @@ class AsyncResilientCustomerIO:
             )
             for spec in SPECS.values()
         }
+
+    @classmethod
+    async def create(cls, *args: Any, max_workers: int = 8, **kwargs: Any) -> Self:
+        """Build the adapter in a worker thread, so the event loop never waits on the network.
+
+        Resolving ``region="auto"`` and loading the configuration (which may connect to
+        Redis) block; this runs them off the loop.
+
+        Example:
+            >>> make = AsyncResilientCustomerIO.create
+            >>> cio = await make(site_id, api_key, region="auto")  # doctest: +SKIP
+
+        Args:
+            *args: Positional arguments of :class:`ResilientCustomerIO`.
+            max_workers: Threads that run attempts.
+            **kwargs: Keyword arguments of :class:`ResilientCustomerIO`.
+
+        Returns:
+            The adapter.
+        """
+        build = functools.partial(cls, *args, max_workers=max_workers, **kwargs)
+        return await asyncio.to_thread(build)
 
     # -- running ------------------------------------------------------------------------------
 

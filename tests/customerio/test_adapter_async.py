@@ -18,7 +18,7 @@ from resilio_customerio import AsyncResilientCustomerIO, OutcomeUnknown, Service
 from resilio_customerio.testing import Simulator
 from resilio_customerio.ulid import is_ulid
 
-from ._adapter import last, make_async
+from ._adapter import adapter_kwargs, last, make_async
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -133,3 +133,34 @@ class TestAsyncOperations:
             report = await resilio.Drainer(outbox, acio, clock=clock).drain_once_async()
         assert report.delivered == 1
         assert [e["id"] for e in cio_simulator.events("42")] == [receipt.idempotency_key]
+
+
+class TestAsyncFactory:
+    async def test_create_resolves_auto_off_the_loop(
+        self, make_simulator: Any, clock: FakeClock
+    ) -> None:
+        """create() with region="auto" resolves the region while a 10 ms ticker keeps running."""
+        from customerio import Regions
+
+        sim = make_simulator(region="eu")
+        sim.faults.add("region", latency=0.3)
+        lags: list[float] = []
+
+        async def ticker() -> None:
+            while True:
+                start = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lags.append(time.perf_counter() - start - 0.01)
+
+        task = asyncio.create_task(ticker())
+        acio = await AsyncResilientCustomerIO.create(
+            **adapter_kwargs(sim, clock, region="auto"), max_workers=2
+        )
+        task.cancel()
+        async with acio:
+            assert acio.sync.region == Regions.EU
+            assert acio.max_workers == 2
+            await acio.identify("1", a=1)
+        assert [r.endpoint for r in sim.requests] == ["region", "identify"]
+        assert len(lags) >= 10
+        assert max(lags) < 0.1
