@@ -108,7 +108,7 @@ def _rebuild(
     return cls(operation, status, reason, retry_after=retry_after)
 
 
-class InvalidRequest(CustomerIOError):  # noqa: N818 - named for what happened, like resilio.Rejected
+class InvalidRequest(CustomerIOError):
     """The request is wrong and will fail however often it is sent (PERMANENT).
 
     Raised for the client's own validation errors, blank ids, payloads that cannot be serialised,
@@ -133,7 +133,7 @@ class PayloadTooLarge(InvalidRequest):
         return (type(self), (self.operation, self.limit))
 
 
-class AuthenticationFailed(CustomerIOError):  # noqa: N818 - named for what happened, like resilio.Rejected
+class AuthenticationFailed(CustomerIOError):
     """Customer.io refused the credentials (401) or the action (403) (PERMANENT)."""
 
     kind: ClassVar[ErrorKind] = ErrorKind.PERMANENT
@@ -144,7 +144,7 @@ class AuthenticationFailed(CustomerIOError):  # noqa: N818 - named for what happ
         return "auth"
 
 
-class ConfigurationProblem(CustomerIOError):  # noqa: N818 - named for what happened, like resilio.Rejected
+class ConfigurationProblem(CustomerIOError):
     """The connection is misconfigured: TLS failure, redirect, bad URL (PERMANENT)."""
 
     kind: ClassVar[ErrorKind] = ErrorKind.PERMANENT
@@ -155,13 +155,13 @@ class ConfigurationProblem(CustomerIOError):  # noqa: N818 - named for what happ
         return "config"
 
 
-class Throttled(CustomerIOError):  # noqa: N818 - named for what happened, like resilio.Rejected
+class Throttled(CustomerIOError):
     """Customer.io answered 429; ``retry_after`` says how long to wait when it said (THROTTLED)."""
 
     kind: ClassVar[ErrorKind] = ErrorKind.THROTTLED
 
 
-class ServiceUnavailable(CustomerIOError):  # noqa: N818 - named for what happened, like resilio.Rejected
+class ServiceUnavailable(CustomerIOError):
     """The request did not take effect: 408/5xx, connection refused, DNS failure (TRANSIENT)."""
 
     kind: ClassVar[ErrorKind] = ErrorKind.TRANSIENT
@@ -172,7 +172,7 @@ class ServiceUnavailable(CustomerIOError):  # noqa: N818 - named for what happen
         return f"http {self.status}" if self.status is not None else "connect"
 
 
-class OutcomeUnknown(CustomerIOError):  # noqa: N818 - named for what happened, like resilio.Rejected
+class OutcomeUnknown(CustomerIOError):
     """The request may or may not have taken effect (AMBIGUOUS).
 
     Raised after a read timeout, a reset or a dropped connection once the request was sent, and
