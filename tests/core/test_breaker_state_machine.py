@@ -23,6 +23,8 @@ class BreakerModel(RuleBasedStateMachine):
         self.in_flight: list[int] = []
         self.opened_at: float | None = None
         self.recent: deque[tuple[bool, bool]] = deque()
+        self.openings = 0  # consecutive openings without a close, as the model counts them
+        self.trial_successes = 0
 
     @initialize(
         threshold=st.one_of(st.none(), st.integers(1, 5)),
@@ -101,6 +103,10 @@ class BreakerModel(RuleBasedStateMachine):
             self._opened()
 
     def _opened(self) -> None:
+        """The circuit just opened: its break is break_duration escalated, capped at the max."""
+        self.openings += 1
+        expected = min(10.0 * self.cfg.break_duration_multiplier ** (self.openings - 1), 40.0)
+        assert self.m.open_until - self.now == expected
         self.opened_at = self.now
         self.in_flight.clear()
         self.recent.clear()
@@ -133,6 +139,7 @@ class BreakerModel(RuleBasedStateMachine):
         if before is CircuitState.OPEN:
             assert self.m.state is CircuitState.HALF_OPEN
             self.in_flight.clear()
+            self.trial_successes = 0
         if all_lost:
             assert admitted, "trials that never reported must free their slots after a break"
         if admitted:
@@ -155,10 +162,22 @@ class BreakerModel(RuleBasedStateMachine):
             assert transition is not None
             assert self.m.state is CircuitState.OPEN
             self._opened()
-        elif transition is not None:
-            assert outcome is True
+            return
+        if outcome is True:
+            self.trial_successes += 1
+        closes = self.trial_successes >= self.cfg.success_threshold
+        assert (transition is not None) == closes, "closes exactly at success_threshold"
+        if closes:
             assert self.m.state is CircuitState.CLOSED
-            self.in_flight.clear()
+            self._closed()
+        else:
+            assert self.m.state is CircuitState.HALF_OPEN
+
+    def _closed(self) -> None:
+        self.in_flight.clear()
+        self.recent.clear()
+        self.consecutive = 0
+        self.openings = 0
 
     @rule()
     def isolate_then_maybe_reset(self) -> None:
@@ -166,9 +185,7 @@ class BreakerModel(RuleBasedStateMachine):
         self.m.isolate()
         assert not self.m.acquire(self.now + 10_000, -1)[0]
         self.m.close("reset")
-        self.in_flight.clear()
-        self.recent.clear()
-        self.consecutive = 0
+        self._closed()
 
     # -- invariants --------------------------------------------------------------------------
 
