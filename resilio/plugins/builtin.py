@@ -108,6 +108,10 @@ def resilio_register_stores(registry: StoreKindRegistry) -> None:
         register(registry)
     if "memory" not in registry:
         registry.add("memory", _memory_store)
+    from resilio.plugins.catalog import StoreKindRegistry
+
+    if not isinstance(registry, StoreKindRegistry):
+        return  # a registry that only takes factories
     for kind, options in _STORE_OPTIONS.items():
         if kind in registry and registry.options(kind) is None:
             registry.describe(kind, options)
