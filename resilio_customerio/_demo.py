@@ -211,7 +211,9 @@ class _Watch:
         self.closed = 0
         self.outbox_peak = 0
         self.draining = False
+        self.depth = 0
         self.say: Callable[[str], None] = self.notes.append
+        self.at_peak: Callable[[], None] = lambda: None
         self._lock = threading.Lock()
 
     def listener(self, event: Any) -> None:
@@ -230,18 +232,26 @@ class _Watch:
                 self.closed += 1
         self.say(f"[{self.sim.elapsed():5.1f}s] {label}")
 
-    def depth(self, outbox: Any) -> int:
+    def sample(self, outbox: Any) -> int:
+        """Read the outbox depth; note when it starts filling and when it starts draining."""
         depth = int(outbox.stats().depth)
         with self._lock:
             peak, self.outbox_peak = self.outbox_peak, max(self.outbox_peak, depth)
+            self.depth = depth
             filling = depth and not peak
             draining = peak and depth < peak and not self.draining and self.closed
             self.draining = self.draining or bool(draining)
         if filling:
             self.say(f"[{self.sim.elapsed():5.1f}s] outbox filling: calls fail fast into it")
         if draining:
+            self.at_peak()
             self.say(f"[{self.sim.elapsed():5.1f}s] outbox draining from its peak of {peak}")
         return depth
+
+    def run(self, outbox: Any, stop: threading.Event) -> None:
+        """Sample the outbox until ``stop`` is set (in its own thread, not the display's)."""
+        while not stop.wait(0.2):
+            self.sample(outbox)
 
     def extra(self) -> dict[str, str]:
         stats = self.sim.stats()
@@ -299,15 +309,20 @@ def run_demo(
                 **sim.client_kwargs(), outbox=outbox, config=script.config()
             )
             stop = threading.Event()
-            drainer = threading.Thread(
-                target=_drain_loop, args=(client, outbox, stop), name="cio-demo-drain", daemon=True
-            )
+            threads = [
+                threading.Thread(
+                    target=_drain_loop, args=(client, outbox, stop), name="demo-drain", daemon=True
+                ),
+                threading.Thread(
+                    target=watch.run, args=(outbox, stop), name="demo-watch", daemon=True
+                ),
+            ]
             unsubscribe = [subscribe(stats.listener), subscribe(watch.listener)]
             switches = configure(logging=False)  # the display shows what the logs would say
             try:
                 with Progress(
                     stats,
-                    queued=lambda: watch.depth(outbox),
+                    queued=lambda: watch.depth,
                     extra=watch.extra,
                     stream=stream,
                     live=live,
@@ -315,20 +330,27 @@ def run_demo(
                     title=f"Sending {events} events to a Customer.io simulator having a bad day",
                 ) as progress:
                     watch.say = progress.note
+                    frames: list[Any] = []
+                    if svg is not None:
+                        watch.at_peak = lambda: frames.append(progress.snapshot())
                     progress.note(_script_text(script, sim))
-                    drainer.start()
+                    for thread in threads:
+                        thread.start()
                     with Journal(workdir / "events.jsonl.journal") as journal:
                         report = send_file(source, client, journal, options, stats)
                     progress.note(f"[{sim.elapsed():5.1f}s] all lines handed over; draining")
                     deadline = time.monotonic() + script.drain_wait
-                    while watch.depth(outbox) and time.monotonic() < deadline:
+                    while watch.sample(outbox) and time.monotonic() < deadline:
                         time.sleep(0.1)
                     progress.note(f"[{sim.elapsed():5.1f}s] outbox empty")
-                    frame = progress.snapshot() if svg is not None else None
+                    if svg is not None:
+                        frames.append(progress.snapshot())
                     notes = list(progress.notes)
             finally:
                 stop.set()
-                drainer.join(timeout=10) if drainer.is_alive() else None
+                for thread in threads:
+                    if thread.is_alive():
+                        thread.join(timeout=10)
                 for stop_listening in unsubscribe:
                     stop_listening()
                 configure(**switches)
@@ -339,11 +361,11 @@ def run_demo(
     for text in lines:
         print(text, file=stream, flush=True)
     if svg is not None:
-        _save_svg(svg, notes, frame, lines)
+        _save_svg(svg, notes, frames, lines)
     return 0 if result.ok else 1
 
 
-def _save_svg(path: Path, notes: list[str], frame: Any, summary: list[str]) -> None:
+def _save_svg(path: Path, notes: list[str], frames: list[Any], summary: list[str]) -> None:
     import io
 
     from rich.console import Console
@@ -352,7 +374,10 @@ def _save_svg(path: Path, notes: list[str], frame: Any, summary: list[str]) -> N
     console.print("$ resilio-customerio demo", style="bold", highlight=False)
     for text in notes:
         console.print(text, markup=False, highlight=False)
-    console.print(frame)
+    captions = ["when the outbox started draining:"] * (len(frames) - 1) + ["at the end:"]
+    for caption, frame in zip(captions, frames, strict=False):
+        console.print(f"\nThe display {caption}", style="dim", highlight=False)
+        console.print(frame)
     for text in summary:
         style = (
             "bold green" if text.startswith("OK") else "bold red" if text.startswith("FAIL") else ""
