@@ -7,6 +7,7 @@ from pathlib import Path
 import resilio.stores
 from resilio.config import load_config
 from resilio.plugins.builtin import resilio_register_stores
+from resilio.plugins.catalog import StoreKindRegistry
 from resilio.stores import factory
 
 
@@ -17,21 +18,10 @@ def test_register_store_kinds_is_exported() -> None:
 
 
 def test_builtin_plugin_registers_sqlite_and_redis() -> None:
-    """The built-in plugin's store hook adds sqlite, redis and memory to a registry."""
-
-    class Registry:
-        def __init__(self) -> None:
-            self.kinds: dict[str, object] = {}
-
-        def __contains__(self, kind: str) -> bool:
-            return kind in self.kinds
-
-        def add(self, kind: str, factory: object) -> None:
-            self.kinds[kind] = factory
-
-    registry = Registry()
-    resilio_register_stores(registry)  # type: ignore[arg-type]
-    assert sorted(registry.kinds) == ["memory", "redis", "sqlite"]
+    """The built-in plugin's store hook adds sqlite, redis and memory to a catalog's registry."""
+    registry = StoreKindRegistry()
+    resilio_register_stores(registry)
+    assert sorted(registry) == ["memory", "redis", "sqlite"]
 
 
 def test_yaml_stores_section_declares_sqlite_and_redis(tmp_path: Path) -> None:
