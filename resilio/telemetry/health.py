@@ -9,8 +9,10 @@
 
 Per pipeline it gives breaker states, the time of the last success and the last failure, latency
 percentiles over the last :data:`~resilio.telemetry.metrics.RING_SIZE` executions, bulkhead and
-rate-limiter saturation; plus outbox depths and probe results. Policy state is read from the
-policies' public attributes (``state``, ``in_use``, ``queued``, ...) when they have them.
+rate-limiter saturation; plus outbox depths and probe results. Latencies and last times are kept
+once health was first used (or ``telemetry.configure(health=True)`` was called). Policy state is
+read from the policies' public attributes (``state``, ``in_use``, ``queued``, ...) if they have
+them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from attrs import field, frozen
 
 from resilio._clock import SYSTEM_CLOCK
 from resilio.events import error_type_name
+from resilio.telemetry._settings import start_health_statistics
 from resilio.telemetry.metrics import PipelineStats, outbox_depths, state_name
 
 if TYPE_CHECKING:
@@ -65,6 +68,7 @@ def register_probe(operation: str, probe: Callable[[], object]) -> None:
         probe: A synchronous callable; it passes unless it raises or returns ``False``. It must be
             cheap and bound its own time (a short request timeout, say).
     """
+    start_health_statistics()
     with _lock:
         _probes[operation] = probe
 
@@ -344,10 +348,16 @@ def health(source: Any = None, *, probe: bool = False) -> HealthReport:
             ``pipelines`` attribute (a mapping or list, or a method returning one).
         probe: Also run the probes registered with :func:`register_probe`.
 
+    The first report (or endpoint, or probe) starts the latency ring and last success/failure
+    times of every pipeline, unless ``telemetry.configure(health=...)`` set them: until then
+    they cost nothing, and a first report has no latencies or times yet.
+
     Returns:
         The report; ``report.http_status`` is 503 when it is unhealthy, else 200.
     """
     import time
+
+    start_health_statistics()
 
     with _lock:
         known = dict(_pipelines.items())

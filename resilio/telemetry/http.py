@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from resilio.telemetry._settings import start_health_statistics
 from resilio.telemetry.health import health
 
 __all__ = ["PATHS", "asgi_app", "make_health_server", "serve", "wsgi_app"]
@@ -50,6 +51,7 @@ def wsgi_app(source: Any = None, *, probe: bool = False) -> Callable[..., Iterab
     Returns:
         A WSGI callable, to mount in any WSGI server or framework.
     """
+    start_health_statistics()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -75,6 +77,7 @@ def asgi_app(source: Any = None, *, probe: bool = False) -> Callable[..., Any]:
     Returns:
         An ASGI callable; it also answers the lifespan protocol.
     """
+    start_health_statistics()
 
     async def app(
         scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]

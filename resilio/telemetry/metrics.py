@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.metrics import CallbackOptions, NoOpMeterProvider, Observation
 from opentelemetry.metrics import _internal as _metrics_internal
 
+from resilio.telemetry._settings import SWITCHES
+
 if TYPE_CHECKING:
     from resilio._clock import Clock
     from resilio.policies._base import Policy
@@ -185,18 +187,18 @@ class PipelineStats:
     def execution(
         self, binding: _Binding, outcome: str, error_type: str | None, duration: float
     ) -> None:
-        """Count one execution and queue its duration."""
+        """Count one execution and queue its duration (unless durations are switched off)."""
         key = (outcome, error_type)
         with self._lock:
             self._executions[key] = self._executions.get(key, 0) + 1
-        self._queue(binding, True, self.attrs(outcome, error_type), duration)
+        if SWITCHES.durations:
+            self._queue(binding, True, self.attrs(outcome, error_type), duration)
 
-    def attempt(self, binding: _Binding, ok: bool, duration: float, *, count: bool = True) -> None:
-        """Count one attempt (unless ``count`` is false) and queue its duration."""
-        outcome = "success" if ok else "failure"
-        if count:
-            self.count_attempts(int(not ok), int(ok))
-        self._queue(binding, False, self.attrs(outcome), duration)
+    def attempt(self, binding: _Binding, ok: bool, duration: float) -> None:
+        """Count one attempt and queue its duration (unless durations are switched off)."""
+        self.count_attempts(int(not ok), int(ok))
+        if SWITCHES.durations:
+            self._queue(binding, False, self.attrs("success" if ok else "failure"), duration)
 
     def count_attempts(self, failures: int, successes: int) -> None:
         """Count attempts by outcome, without durations."""

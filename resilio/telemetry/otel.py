@@ -163,15 +163,11 @@ class Instrumentation:
         self._mono: Callable[[], float] = (
             time.monotonic if clock is SYSTEM_CLOCK else clock.monotonic
         )
-        # The attempt layer goes just inside the innermost retry, else around the function.
-        # It is built only when it can matter: with trace_attempts, or when a meter provider is
-        # known now (a layer costs a call per attempt even when it has nothing to do).
+        # The attempt layer goes just inside the innermost retry, else around the function. It
+        # is built only when asked for (trace_attempts, or the attempt_durations switch): it
+        # costs a call per attempt, and a histogram measurement per attempt once metrics are on.
         self._attempt_target: Policy | None = None
-        self._has_retry = any(policy.kind == "retry" for policy in pipeline.policies)
-        metrics_known = SWITCHES.metrics and (
-            meter_provider is not None or _metrics_internal._METER_PROVIDER is not None
-        )
-        if trace_attempts or metrics_known:
+        if trace_attempts or SWITCHES.attempt_durations:
             for policy in reversed(pipeline.policies):
                 if policy.kind == "retry":
                     self._attempt_target = policy
@@ -184,8 +180,6 @@ class Instrumentation:
     # -- provider resolution (per execution, cheap) -------------------------------------------
 
     def _tracer(self) -> Any:
-        if not SWITCHES.tracing:
-            return None
         provider = self._tracer_provider
         if provider is None:
             provider = _trace_mod._TRACER_PROVIDER
@@ -213,7 +207,8 @@ class Instrumentation:
     # -- events -------------------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        if SWITCHES.metrics and self._binding() is not None:
+        binding = self._binding()
+        if binding is not None:
             wait = event.wait if isinstance(event, RateLimitWaited) else None
             self.stats.event(event.policy, event.name, wait)
         execution = _current.get()
@@ -225,13 +220,20 @@ class Instrumentation:
                 attributes = event_attributes(event)
                 attributes["resilio.attempt"] = event.attempt
                 span.add_event("resilio." + event.name, attributes)
-        elif isinstance(event, FallbackUsed):
+        elif isinstance(event, FallbackUsed) and (SWITCHES.health or binding is not None):
+            # Only a runner that measures the execution reads (and clears) the flag.
             _fallback_seen.set(True)
 
     # -- finishing an execution ---------------------------------------------------------------
 
     def _finish(
-        self, result: Any, ctx: Context, t0: float, t1: float, fallback: bool
+        self,
+        result: Any,
+        ctx: Context,
+        t0: float,
+        t1: float,
+        fallback: bool,
+        binding: _Binding | None,
     ) -> tuple[str, str | None]:
         stats = self.stats
         duration = t1 - t0
@@ -245,17 +247,15 @@ class Instrumentation:
                 stats.last_success = t1
             else:
                 stats.last_failure = t1
-        binding = self._binding()
         if binding is not None:
             stats.execution(binding, outcome, error_type, duration)
             if not self._attempt_layer_installed:
-                # Attempts as the context counts them; their durations only when an attempt is
-                # the whole execution (no retry policy).
+                # Without the attempt layer, attempts are counted from the context: every
+                # attempt before the last failed (that is why it was retried); the last one
+                # succeeded only on success, and a rejected last attempt never called the function.
                 ok = outcome == "success"
-                attempts = max(1, ctx.attempt)
-                stats.count_attempts(attempts - ok, int(ok))
-                if not self._has_retry:
-                    stats.attempt(binding, ok, duration, count=False)
+                calls = max(0, ctx.attempt - (outcome == "rejected"))
+                stats.count_attempts(max(0, calls - ok), int(ok))
         return outcome, error_type
 
     def _start(self, tracer: Any, ctx: Context) -> tuple[_Execution, Any, Any]:
@@ -303,25 +303,31 @@ class Instrumentation:
     def wrap_runners(self, run: Run, run_async: RunAsync) -> tuple[Run, RunAsync]:
         """Wrap the pipeline's outermost runners with timing, tracing, metrics and health."""
         tracer_for = self._tracer
+        binding_for = self._binding
         mono = self._mono
         stats = self.stats
         latencies = stats.latencies
-        tracer_provider = self._tracer_provider
-        meter_provider = self._meter_provider
+        fallback_seen = _fallback_seen
         switches = SWITCHES
         finish = self._finish
         start = self._start
         end = self._end
         abandon = self._abandon
-        fallback_seen = _fallback_seen
         current = _current
         detach = otel_context.detach
         trace_mod = _trace_mod
         metrics_mod = _metrics_internal
+        global_providers = self._tracer_provider is None and self._meter_provider is None
 
-        no_explicit_provider = tracer_provider is None and meter_provider is None
-        # The fast path: with no provider anywhere, an execution costs two clock reads, two
-        # module-global reads, one context-variable read and a deque append.
+        # The fast path: global providers, none set, health statistics off (health never used):
+        # an execution costs this call, three module-global reads and nothing else.
+        def idle() -> bool:
+            return (
+                global_providers
+                and trace_mod._TRACER_PROVIDER is None
+                and metrics_mod._METER_PROVIDER is None
+                and not switches.health
+            )
 
         def traced(
             tracer: Any, fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context
@@ -336,35 +342,40 @@ class Instrumentation:
             finally:
                 current.reset(token)
                 detach(otel_token)
-            outcome, error_type = finish(result, ctx, t0, mono(), execution.fallback)
+            t1 = mono()
+            outcome, error_type = finish(result, ctx, t0, t1, execution.fallback, binding_for())
             end(execution, ctx, outcome, error_type)
             return result
 
         def run_slow(fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context) -> Any:
-            if switches.tracing:
-                tracer = tracer_for()
-                if tracer is not None:
-                    return traced(tracer, fn, args, kwargs, ctx)
+            tracer = tracer_for() if switches.tracing else None
+            if tracer is not None:
+                return traced(tracer, fn, args, kwargs, ctx)
+            binding = binding_for()
+            if binding is None and not switches.health:
+                return run(fn, args, kwargs, ctx)
             t0 = mono()
             result = run(fn, args, kwargs, ctx)
-            finish(result, ctx, t0, mono(), _take_fallback())
+            finish(result, ctx, t0, mono(), _take_fallback(), binding)
             return result
 
         def run_instrumented(fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context) -> Any:
             if (
-                no_explicit_provider
+                global_providers
                 and trace_mod._TRACER_PROVIDER is None
                 and metrics_mod._METER_PROVIDER is None
             ):
+                if not switches.health:
+                    return run(fn, args, kwargs, ctx)
+                # No provider, health in use: two clock reads and a deque append per success.
                 t0 = mono()
                 result = run(fn, args, kwargs, ctx)
                 t1 = mono()
                 if result.__class__ is not Failure and not fallback_seen.get():
-                    if switches.health:
-                        latencies.append(t1 - t0)
-                        stats.last_success = t1
+                    latencies.append(t1 - t0)
+                    stats.last_success = t1
                     return result
-                finish(result, ctx, t0, t1, _take_fallback())
+                finish(result, ctx, t0, t1, _take_fallback(), None)
                 return result
             return run_slow(fn, args, kwargs, ctx)
 
@@ -381,41 +392,26 @@ class Instrumentation:
             finally:
                 current.reset(token)
                 detach(otel_token)
-            outcome, error_type = finish(result, ctx, t0, mono(), execution.fallback)
+            t1 = mono()
+            outcome, error_type = finish(result, ctx, t0, t1, execution.fallback, binding_for())
             end(execution, ctx, outcome, error_type)
-            return result
-
-        async def run_async_slow(
-            fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context
-        ) -> Any:
-            if switches.tracing:
-                tracer = tracer_for()
-                if tracer is not None:
-                    return await traced_async(tracer, fn, args, kwargs, ctx)
-            t0 = mono()
-            result = await run_async(fn, args, kwargs, ctx)
-            finish(result, ctx, t0, mono(), _take_fallback())
             return result
 
         async def run_async_instrumented(
             fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context
         ) -> Any:
-            if (
-                no_explicit_provider
-                and trace_mod._TRACER_PROVIDER is None
-                and metrics_mod._METER_PROVIDER is None
-            ):
-                t0 = mono()
-                result = await run_async(fn, args, kwargs, ctx)
-                t1 = mono()
-                if result.__class__ is not Failure and not fallback_seen.get():
-                    if switches.health:
-                        latencies.append(t1 - t0)
-                        stats.last_success = t1
-                    return result
-                finish(result, ctx, t0, t1, _take_fallback())
-                return result
-            return await run_async_slow(fn, args, kwargs, ctx)
+            if idle():
+                return await run_async(fn, args, kwargs, ctx)
+            tracer = tracer_for() if switches.tracing else None
+            if tracer is not None:
+                return await traced_async(tracer, fn, args, kwargs, ctx)
+            binding = binding_for()
+            if binding is None and not switches.health:
+                return await run_async(fn, args, kwargs, ctx)
+            t0 = mono()
+            result = await run_async(fn, args, kwargs, ctx)
+            finish(result, ctx, t0, mono(), _take_fallback(), binding)
+            return result
 
         return run_instrumented, run_async_instrumented
 
@@ -431,52 +427,43 @@ def _take_fallback() -> bool:
 
 
 class _AttemptLayer(Layer):
-    """Times each attempt for metrics and, with ``trace_attempts``, makes it a child span."""
+    """Times and counts each attempt for metrics and, with ``trace_attempts``, makes it a span."""
 
-    __slots__ = ("instr", "meter_provider", "traced")
+    __slots__ = ("instr",)
 
     def __init__(self, inner: Layer, env: Env, instr: Instrumentation) -> None:
         super().__init__(inner, env, None)
         self.instr = instr
-        self.traced = instr.trace_attempts
-        self.meter_provider = instr._meter_provider
 
-    def _attempt_tracer(self) -> Any:
+    def _begin(self, ctx: Context) -> tuple[Any, Any, _Binding | None]:
+        """Return the attempt's span and context token (or ``None``s) and the metrics binding."""
         instr = self.instr
-        if not instr.trace_attempts:
-            return None
-        execution = _current.get()
-        if execution is None or execution.owner is not instr or execution.ended:
-            return None
-        return instr._resolved[2]
+        binding = instr._binding()
+        if instr.trace_attempts:
+            execution = _current.get()
+            if execution is not None and execution.owner is instr and not execution.ended:
+                span = instr._resolved[2].start_span(instr._attempt_span_name, kind=_INTERNAL)
+                if span.is_recording():
+                    span.set_attribute("resilio.attempt", ctx.attempt)
+                token = otel_context.attach(_trace_mod.set_span_in_context(span))
+                return span, token, binding
+        return None, None, binding
 
-    def _begin(self, tracer: Any, ctx: Context) -> tuple[Any, Any]:
-        span = tracer.start_span(self.instr._attempt_span_name, kind=_INTERNAL)
-        if span.is_recording():
-            span.set_attribute("resilio.attempt", ctx.attempt)
-        return span, otel_context.attach(_trace_mod.set_span_in_context(span))
-
-    @staticmethod
-    def _close(span: Any, result: Any) -> None:
-        if span.is_recording() and result.__class__ is Failure:
-            span.set_attribute("error.type", error_type_name(result.exception))
-            span.set_status(_ERROR)
-        span.end()
+    def _close(self, span: Any, binding: _Binding | None, result: Any, duration: float) -> None:
+        failed = result.__class__ is Failure
+        if binding is not None:
+            self.instr.stats.attempt(binding, not failed, duration)
+        if span is not None:
+            if failed and span.is_recording():
+                span.set_attribute("error.type", error_type_name(result.exception))
+                span.set_status(_ERROR)
+            span.end()
 
     def run(self, fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context) -> Any:
         """Run one attempt, timed and (optionally) traced."""
-        if not self.traced and not (
-            SWITCHES.metrics
-            and (self.meter_provider is not None or _metrics_internal._METER_PROVIDER is not None)
-        ):
+        span, token, binding = self._begin(ctx)
+        if span is None and binding is None:
             return self.inner.run(fn, args, kwargs, ctx)
-        tracer = self._attempt_tracer()
-        binding = self.instr._binding()
-        if tracer is None and binding is None:
-            return self.inner.run(fn, args, kwargs, ctx)
-        span = token = None
-        if tracer is not None:
-            span, token = self._begin(tracer, ctx)
         mono = self.instr._mono
         t0 = mono()
         try:
@@ -488,26 +475,14 @@ class _AttemptLayer(Layer):
         finally:
             if token is not None:
                 otel_context.detach(token)
-        if binding is not None:
-            self.instr.stats.attempt(binding, result.__class__ is not Failure, mono() - t0)
-        if span is not None:
-            self._close(span, result)
+        self._close(span, binding, result, mono() - t0)
         return result
 
     async def run_async(self, fn: Callable[..., Any], args: Any, kwargs: Any, ctx: Context) -> Any:
         """Run one attempt on the event loop, timed and (optionally) traced."""
-        if not self.traced and not (
-            SWITCHES.metrics
-            and (self.meter_provider is not None or _metrics_internal._METER_PROVIDER is not None)
-        ):
+        span, token, binding = self._begin(ctx)
+        if span is None and binding is None:
             return await self.inner.run_async(fn, args, kwargs, ctx)
-        tracer = self._attempt_tracer()
-        binding = self.instr._binding()
-        if tracer is None and binding is None:
-            return await self.inner.run_async(fn, args, kwargs, ctx)
-        span = token = None
-        if tracer is not None:
-            span, token = self._begin(tracer, ctx)
         mono = self.instr._mono
         t0 = mono()
         try:
@@ -519,8 +494,5 @@ class _AttemptLayer(Layer):
         finally:
             if token is not None:
                 otel_context.detach(token)
-        if binding is not None:
-            self.instr.stats.attempt(binding, result.__class__ is not Failure, mono() - t0)
-        if span is not None:
-            self._close(span, result)
+        self._close(span, binding, result, mono() - t0)
         return result

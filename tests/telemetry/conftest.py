@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from resilio import telemetry
+from resilio.telemetry._settings import SWITCHES
 
 
 class Tracing:
@@ -72,6 +72,7 @@ def metrics() -> Metrics:
 
 @pytest.fixture(autouse=True)
 def _restore_switches() -> Iterator[None]:
-    before = telemetry.settings()
+    before = {name: getattr(SWITCHES, name) for name in SWITCHES.__slots__}
     yield
-    telemetry.configure(**before)
+    for name, value in before.items():
+        setattr(SWITCHES, name, value)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import pytest
 
 import resilio
-from resilio import CircuitBreaker, Pipeline
+from resilio import CircuitBreaker, Pipeline, telemetry
 from resilio.policies._base import Env, Layer, Policy
 from resilio.telemetry import metrics as resilio_metrics
 from resilio.telemetry.health import health, register_probe, unregister_probe
@@ -60,6 +60,7 @@ class TestStatus:
     def test_last_times_and_latency(self, clock: FakeClock) -> None:
         """Last success/failure are wall times and latencies give p50/p95/p99 of recent calls."""
         p = Pipeline([], name="lat", clock=clock)
+        health([])  # the first use of health starts the statistics
         for ms in range(1, 101):
 
             def call(ms: int = ms) -> int:
@@ -76,6 +77,27 @@ class TestStatus:
         assert entry.latency["count"] == 101
         assert entry.last_success == pytest.approx(clock.time())
         assert entry.last_failure == pytest.approx(clock.time())
+
+    def test_statistics_start_at_first_use(self, clock: FakeClock) -> None:
+        """Latencies and last times are kept only once health was used, unless configured."""
+        p = Pipeline([], name="lazy", clock=clock)
+        p.execute(lambda: 1)
+        assert telemetry.settings()["health"] is False
+        first = health(p).pipeline("lazy")
+        assert (first.latency, first.last_success) == ({}, None)
+        clock.advance(0.5)
+        p.execute(lambda: 1)
+        second = health(p).pipeline("lazy")
+        assert second.latency["count"] == 1
+        assert second.last_success == pytest.approx(clock.time())
+
+    def test_configured_off_stays_off(self, clock: FakeClock) -> None:
+        """configure(health=False) is not undone by using health."""
+        telemetry.configure(health=False)
+        p = Pipeline([], name="off", clock=clock)
+        health(p)
+        p.execute(lambda: 1)
+        assert health(p).pipeline("off").latency == {}
 
     def test_registry_and_saturation(self) -> None:
         """A registry with a pipelines mapping is accepted; limiter saturation is computed."""

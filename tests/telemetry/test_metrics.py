@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from resilio import CircuitBreaker, Fallback, Pipeline, Retry, telemetry
+from resilio import CircuitBreaker, CircuitOpen, Fallback, Pipeline, Retry, telemetry
 from resilio.policies._base import Env, Layer, Policy
 from resilio.telemetry import metrics as resilio_metrics
 from resilio.testing import FakeClock
@@ -86,7 +86,7 @@ class TestCounters:
         assert sum(events.values()) == 3  # scheduled, gave_up, fallback.used
 
     def test_durations_are_histograms(self, metrics: Metrics, clock: FakeClock) -> None:
-        """Execution and attempt durations reach the histograms at collection, in seconds."""
+        """By default only the execution duration is measured, in seconds, at collection."""
         p = Pipeline(
             [Retry(attempts=2, backoff=0)], name="d", clock=clock, meter_provider=metrics.provider
         )
@@ -99,7 +99,74 @@ class TestCounters:
         data = metrics.collect()
         base = (("resilio.outcome", "success"), ("resilio.pipeline", "d"))
         assert _points(data, "resilio.execution.duration")[base] == (1, pytest.approx(0.25))
-        assert _points(data, "resilio.attempt.duration")[base] == (1, pytest.approx(0.25))
+        assert "resilio.attempt.duration" not in data
+
+    def test_attempt_durations_switch(self, metrics: Metrics, clock: FakeClock) -> None:
+        """configure(attempt_durations=True) times each attempt of pipelines built after it."""
+        telemetry.configure(attempt_durations=True)
+        p = Pipeline(
+            [Retry(attempts=3, backoff=0)], name="ad", clock=clock, meter_provider=metrics.provider
+        )
+        state = {"n": 0}
+
+        def call() -> int:
+            state["n"] += 1
+            clock.advance(0.1 * state["n"])
+            if state["n"] == 1:
+                raise ConnectionError("down")
+            return 1
+
+        p.execute(call)
+        durations = _points(metrics.collect(), "resilio.attempt.duration")
+        assert durations[(("resilio.outcome", "failure"), ("resilio.pipeline", "ad"))] == (
+            1,
+            pytest.approx(0.1),
+        )
+        assert durations[(("resilio.outcome", "success"), ("resilio.pipeline", "ad"))] == (
+            1,
+            pytest.approx(0.2),
+        )
+
+    def test_trace_attempts_times_attempts(self, metrics: Metrics, clock: FakeClock) -> None:
+        """A pipeline built with trace_attempts=True records attempt durations too."""
+        p = Pipeline(
+            [Retry(attempts=2, backoff=0)],
+            name="ta",
+            clock=clock,
+            meter_provider=metrics.provider,
+            trace_attempts=True,
+        )
+        p.execute(lambda: 1)
+        durations = _points(metrics.collect(), "resilio.attempt.duration")
+        assert durations[(("resilio.outcome", "success"), ("resilio.pipeline", "ta"))][0] == 1
+
+    def test_durations_switch(self, metrics: Metrics, clock: FakeClock) -> None:
+        """configure(durations=False) stops both histograms but keeps the counters."""
+        telemetry.configure(durations=False, attempt_durations=True)
+        p = Pipeline([Retry(attempts=2, backoff=0)], name="nd", meter_provider=metrics.provider)
+        p.execute(lambda: 1)
+        data = metrics.collect()
+        assert "resilio.execution.duration" not in data
+        assert "resilio.attempt.duration" not in data
+        base = (("resilio.outcome", "success"), ("resilio.pipeline", "nd"))
+        assert _points(data, "resilio.executions")[base] == 1
+        assert _points(data, "resilio.attempts")[base] == 1
+
+    def test_rejection_counts_no_attempt(self, metrics: Metrics, clock: FakeClock) -> None:
+        """A call an open breaker rejected is an execution but not an attempt."""
+        p = Pipeline(
+            [CircuitBreaker(failure_threshold=1, break_duration=60)],
+            name="rj",
+            clock=clock,
+            meter_provider=metrics.provider,
+        )
+        with pytest.raises(ConnectionError):
+            p.execute(_flaky(1))
+        with pytest.raises(CircuitOpen):
+            p.execute(lambda: 1)
+        data = metrics.collect()
+        assert sum(_points(data, "resilio.attempts").values()) == 1
+        assert sum(_points(data, "resilio.executions").values()) == 2
 
     def test_pending_durations_are_bounded(self, metrics: Metrics, clock: FakeClock) -> None:
         """Queued durations beyond MAX_PENDING are recorded at once, none lost."""
