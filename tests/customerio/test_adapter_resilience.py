@@ -14,6 +14,7 @@ from resilio.testing import FakeClock
 from resilio_customerio import (
     AuthenticationFailed,
     ConfigurationProblem,
+    OutcomeUnknown,
     ResilientCustomerIO,
     ServiceUnavailable,
     Throttled,
@@ -23,6 +24,13 @@ from resilio_customerio.testing import Simulator
 from ._adapter import make
 
 SEND = {"transactional_message_id": "1", "identifiers": {"id": "42"}}
+PATIENT_BREAKER = {
+    "policies": {
+        "customerio.track.breaker": {
+            "circuit_breaker": {"failure_threshold": 100, "break_duration": 30}
+        }
+    }
+}
 
 
 @pytest.fixture
@@ -168,6 +176,110 @@ class TestBreakerAndOutbox:
         with make(cio_simulator, clock, outbox=outbox) as cio, pytest.raises(resilio.ResilioError):
             cio.identify("42", a=1)
         assert outbox.stats().pending == 0
+
+    def test_retries_exhausted_on_transient_are_queued(
+        self, cio_simulator: Simulator, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        """A TRANSIENT failure that outlasts every retry is queued (the breaker stays closed)."""
+        outbox = Outbox.sqlite(tmp_path / "outbox.sqlite3", clock=clock)
+        cio_simulator.faults.add("identify", status=503)
+        with make(cio_simulator, clock, outbox=outbox, config=PATIENT_BREAKER) as cio:
+            receipt = cio.identify("42", a=1)
+        assert isinstance(receipt, Queued)
+        assert len(cio_simulator.requests) == 5
+        assert outbox.stats().pending == 1
+
+    def test_throttled_beyond_the_deadline_is_queued(
+        self, cio_simulator: Simulator, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        """A 429 asking for a wait past the deadline is queued at once, without waiting."""
+        outbox = Outbox.sqlite(tmp_path / "outbox.sqlite3", clock=clock)
+        cio_simulator.faults.add("track", status=429, retry_after=3600)
+        with make(cio_simulator, clock, outbox=outbox) as cio:
+            receipt = cio.track("42", "late")
+        assert isinstance(receipt, Queued)
+        assert len(cio_simulator.requests) == 1
+        assert clock.sleeps == []
+
+    def test_ambiguous_send_is_never_queued(
+        self, cio_simulator: Simulator, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        """A send whose outcome is unknown raises instead of being queued for a second send."""
+        outbox = Outbox.sqlite(tmp_path / "outbox.sqlite3", clock=clock)
+        cio_simulator.faults.add("send_email", reset="after")
+        with make(cio_simulator, clock, outbox=outbox) as cio, pytest.raises(OutcomeUnknown):
+            cio.send_email(SEND)
+        assert outbox.stats().pending == 0
+        assert len(cio_simulator.deliveries()) == 1
+
+    def test_replay_after_an_applied_attempt_keeps_one_event(
+        self, cio_simulator: Simulator, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        """An event applied, then lost and queued, is replayed with its id: one event per id."""
+        outbox = Outbox.sqlite(tmp_path / "outbox.sqlite3", clock=clock)
+        cio_simulator.faults.add("track", reset="after", first=1)
+        cio_simulator.faults.add("track", status=503)
+        with make(cio_simulator, clock, outbox=outbox, config=PATIENT_BREAKER) as cio:
+            receipts = [cio.track("42", "paid"), cio.track("42", "shipped")]
+            assert all(isinstance(r, Queued) for r in receipts)
+            cio_simulator.faults.clear()
+            clock.advance(3600)
+            report = resilio.Drainer(outbox, cio, clock=clock).drain_once()
+        assert report.delivered == 2
+        sent_ids = [r.body["id"] for r in cio_simulator.requests]
+        assert set(sent_ids) == {r.idempotency_key for r in receipts}
+        events = cio_simulator.events("42")
+        assert sorted(e["id"] for e in events) == sorted(r.idempotency_key for r in receipts)
+        assert [e["name"] for e in events] == ["paid", "shipped"]
+
+
+class TestSharedRateLimit:
+    @pytest.mark.redis
+    def test_two_adapters_share_one_budget_through_redis(
+        self, cio_simulator: Simulator, clock: FakeClock, redis_url: str
+    ) -> None:
+        """Two adapters whose Track limiter is in Redis share its tokens: the second gets none."""
+        shared = {
+            "stores": {"shared": {"kind": "redis", "url": redis_url}},
+            "policies": {
+                "customerio.track.rate": {
+                    "rate_limiter": {"rate": 2, "per": 3600, "burst": 2, "store": "shared"}
+                }
+            },
+        }
+        with make(cio_simulator, clock, config=shared) as first:
+            first.identify("1", a=1)
+            first.identify("2", a=1)
+        with make(cio_simulator, clock, config=shared) as second:
+            with pytest.raises(resilio.RateLimited):
+                second.identify("3", a=1)
+            with pytest.raises(resilio.RateLimited):
+                second.track("3", "e")
+        assert len(cio_simulator.requests) == 2
+
+    def test_track_and_app_have_separate_buckets(
+        self, cio_simulator: Simulator, clock: FakeClock
+    ) -> None:
+        """The Track and App APIs have their own limiters, each configurable."""
+        config = {
+            "policies": {
+                "customerio.track.rate": {"rate_limiter": {"rate": 1, "per": 3600, "burst": 1}},
+                "customerio.app.rate": {"rate_limiter": {"rate": 2, "per": 3600, "burst": 2}},
+            }
+        }
+        with make(cio_simulator, clock, config=config) as cio:
+            cio.identify("1", a=1)
+            with pytest.raises(resilio.RateLimited):
+                cio.track("1", "e")
+            cio.send_email(SEND)
+            cio.send_sms(SEND)
+            with pytest.raises(resilio.RateLimited):
+                cio.send_push(SEND)
+        assert [r.endpoint for r in cio_simulator.requests] == [
+            "identify",
+            "send_email",
+            "send_sms",
+        ]
 
 
 class TestRegionsAndTLS:
