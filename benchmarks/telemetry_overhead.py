@@ -2,18 +2,25 @@
 
 Each configuration runs in its own process (global OpenTelemetry providers can be set only once):
 
-* ``off``       -- ``Pipeline(telemetry=False)``: the baseline.
-* ``no-sdk``    -- telemetry on, ``opentelemetry.sdk`` made unimportable: what a user without an
-                   SDK pays. (Equivalent to having the SDK installed but no provider set: resilio
-                   only looks at the API's global provider slots.)
-* ``sdk-off``   -- SDK installed, global ``TracerProvider(sampler=ALWAYS_OFF)``, no meter provider.
-* ``sdk-off+m`` -- as ``sdk-off`` plus a global ``MeterProvider`` whose periodic reader exports to
-                   a no-op exporter every 0.5 s (its collection thread records the queued
-                   durations, so that cost is in the wall time measured here).
+* ``off``         -- ``Pipeline(telemetry=False)``: the baseline.
+* ``no-sdk``      -- telemetry on (tracing, metrics, logs), ``opentelemetry.sdk`` made
+                     unimportable: what a user without an SDK pays. (The same as having the SDK
+                     installed but no provider set: resilio only reads the API's global slots.)
+* ``no-sdk+h``    -- as ``no-sdk`` once health is in use (latency ring and last-success time).
+* ``sdk-off``     -- SDK installed, global ``TracerProvider(sampler=ALWAYS_OFF)``, no meter
+                     provider.
+* ``sdk-off+m``   -- as ``sdk-off`` plus a global ``MeterProvider`` whose periodic reader exports
+                     to a no-op exporter every 0.5 s (its collection thread records the queued
+                     durations, so that cost is in the wall time measured here): one histogram
+                     measurement per call, the default.
+* ``sdk-off+m-d`` -- as ``sdk-off+m`` with ``telemetry.configure(durations=False)``: counters only.
+* ``sdk-off+m+a`` -- as ``sdk-off+m`` with ``telemetry.configure(attempt_durations=True)``: two
+                     histogram measurements per call.
 
 Targets: ``no-sdk`` <= 1.2 x ``off``; ``sdk-off`` <= 2 x ``off``.
 
-Run: ``PYTHONPATH=. .venv/bin/python benchmarks/telemetry_overhead.py``
+Run: ``PYTHONPATH=. .venv/bin/python benchmarks/telemetry_overhead.py``; ``benchmarks/overhead.py``
+prints the same table through :func:`overhead_section`.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = ("off", "no-sdk", "sdk-off", "sdk-off+m")
+MODES = ("off", "no-sdk", "no-sdk+h", "sdk-off", "sdk-off+m", "sdk-off+m-d", "sdk-off+m+a")
 TARGETS = {"no-sdk": 1.2, "sdk-off": 2.0}
 
 
@@ -71,8 +78,16 @@ def _policies() -> list[Any]:
 
 
 def _child(mode: str, number: int, repeat: int) -> None:
-    if mode == "no-sdk":
+    from resilio import Pipeline, telemetry
+
+    if mode.startswith("no-sdk"):
         sys.meta_path.insert(0, _BlockSdk())
+    if mode == "no-sdk+h":
+        telemetry.configure(health=True)
+    if mode == "sdk-off+m-d":
+        telemetry.configure(durations=False)
+    if mode == "sdk-off+m+a":
+        telemetry.configure(attempt_durations=True)
     if mode.startswith("sdk-off"):
         from opentelemetry import metrics, trace
         from opentelemetry.sdk.trace import TracerProvider
@@ -100,8 +115,6 @@ def _child(mode: str, number: int, repeat: int) -> None:
             reader = PeriodicExportingMetricReader(NoopExporter(), export_interval_millis=500)
             metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
 
-    from resilio import Pipeline
-
     policies = _policies()
     pipeline = Pipeline(policies, name="bench", telemetry=(mode != "off"))
 
@@ -116,7 +129,63 @@ def _child(mode: str, number: int, repeat: int) -> None:
     print(json.dumps({"mode": mode, "us": best / number * 1e6, "policies": kinds}))
 
 
+def measure(number: int, repeat: int, rounds: int) -> tuple[dict[str, float], list[str]]:
+    """Time every configuration, each in its own process; return best µs per call and policies.
+
+    Rounds interleave the configurations so a busy machine slows them all alike; best wins.
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    results: dict[str, float] = {}
+    policies: list[str] = []
+    for _ in range(rounds):
+        for mode in MODES:
+            command = [sys.executable, __file__, "--child", mode]
+            command += ["--number", str(number), "--repeat", str(repeat)]
+            out = subprocess.run(
+                command, capture_output=True, text=True, check=True, env=env, cwd=ROOT
+            )
+            row = json.loads(out.stdout.strip().splitlines()[-1])
+            results[mode] = min(results.get(mode, float("inf")), row["us"])
+            policies = row["policies"]
+    return results, policies
+
+
+def table(results: dict[str, float], policies: list[str]) -> tuple[list[str], bool]:
+    """Return the printed table of ``results`` and whether a target was missed."""
+    base = results["off"]
+    lines = [
+        f"telemetry cost, five-policy pipeline ({', '.join(policies)}):",
+        f"{'configuration':<12} {'us/call':>9} {'ratio':>7} {'target':>8}  verdict",
+    ]
+    failed = False
+    for mode in MODES:
+        ratio = results[mode] / base
+        target = TARGETS.get(mode)
+        verdict = "" if target is None else ("PASS" if ratio <= target else "FAIL")
+        failed |= verdict == "FAIL"
+        shown = f"<= {target:g}x" if target else "-"
+        lines.append(f"{mode:<12} {results[mode]:>9.3f} {ratio:>6.2f}x {shown:>8}  {verdict}")
+    return lines, failed
+
+
+def overhead_section(quick: bool = False) -> bool:
+    """Print the telemetry cost table (used by ``benchmarks/overhead.py``).
+
+    Args:
+        quick: Fewer, shorter runs.
+
+    Returns:
+        Whether a target was missed.
+    """
+    number, repeat, rounds = (20_000, 3, 1) if quick else (50_000, 7, 3)
+    lines, failed = table(*measure(number, repeat, rounds))
+    print()
+    print("\n".join(lines))
+    return failed
+
+
 def main() -> None:
+    """Run the measurement, or one configuration with ``--child``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", choices=MODES)
     parser.add_argument("--number", type=int, default=50_000)
@@ -126,41 +195,8 @@ def main() -> None:
     if args.child:
         _child(args.child, args.number, args.repeat)
         return
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    results: dict[str, float] = {}
-    policies: list[str] = []
-    # Rounds interleave the configurations so a busy machine slows them all alike; best wins.
-    for _ in range(args.rounds):
-        for mode in MODES:
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    mode,
-                    "--number",
-                    str(args.number),
-                    "--repeat",
-                    str(args.repeat),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-                env=env,
-                cwd=ROOT,
-            )
-            row = json.loads(out.stdout.strip().splitlines()[-1])
-            results[mode] = min(results.get(mode, float("inf")), row["us"])
-            policies = row["policies"]
-    base = results["off"]
-    print(f"five-policy pipeline: {', '.join(policies)}")
-    print(f"{'configuration':<12} {'us/call':>9} {'ratio':>7} {'target':>8}  verdict")
-    for mode in MODES:
-        ratio = results[mode] / base
-        target = TARGETS.get(mode)
-        verdict = "" if target is None else ("ok" if ratio <= target else "OVER")
-        shown = f"<= {target:g}x" if target else "-"
-        print(f"{mode:<12} {results[mode]:>9.3f} {ratio:>6.2f}x {shown:>8}  {verdict}")
+    lines, _ = table(*measure(args.number, args.repeat, args.rounds))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

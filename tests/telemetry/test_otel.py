@@ -19,10 +19,12 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 from resilio import (
+    Bulkhead,
     CircuitBreaker,
     CircuitOpen,
     Context,
     Fallback,
+    Idempotency,
     Pipeline,
     Retry,
     Timeout,
@@ -141,6 +143,48 @@ class TestExecutionSpan:
         assert span.status.status_code is StatusCode.UNSET
         assert _events(span) == ["resilio.fallback.used"]
 
+    def test_idempotent_replay_event(self, tracing: Tracing, clock: FakeClock) -> None:
+        """A replayed duplicate is a success span with one replay event and no key in it."""
+        p = Pipeline([Idempotency()], name="idem", clock=clock, tracer_provider=tracing.provider)
+        assert p.execute(lambda: 7, context=Context("send", idempotency_key="k-123")) == 7
+        assert p.execute(lambda: 8, context=Context("send", idempotency_key="k-123")) == 7
+        first, second = tracing.named("resilio idem")
+        assert _events(first) == []
+        assert _events(second) == ["resilio.idempotency.replayed"]
+        replay = dict(second.events[0].attributes or {})
+        assert replay["resilio.policy"] == "idempotency"
+        assert "k-123" not in repr(replay)
+        assert second.attributes["resilio.outcome"] == "success"  # type: ignore[index]
+
+    async def test_async_breaker_rejection_and_fallback(
+        self, tracing: Tracing, clock: FakeClock
+    ) -> None:
+        """Async: opening, half-open, rejection and fallback are events on the right spans."""
+        breaker = CircuitBreaker(failure_threshold=1, break_duration=10)
+        p = Pipeline(
+            [Fallback(value="cached"), breaker],
+            name="acb",
+            clock=clock,
+            tracer_provider=tracing.provider,
+        )
+
+        async def failing() -> str:
+            raise ConnectionError("down")
+
+        async def fine() -> str:
+            return "live"
+
+        assert await p.execute_async(failing) == "cached"
+        assert await p.execute_async(fine) == "cached"
+        clock.advance(11)
+        assert await p.execute_async(fine) == "live"
+        opened, rejected, recovered = tracing.named("resilio acb")
+        assert _events(opened) == ["resilio.circuit.opened", "resilio.fallback.used"]
+        assert _events(rejected) == ["resilio.call.rejected", "resilio.fallback.used"]
+        assert rejected.attributes["resilio.outcome"] == "fallback"  # type: ignore[index]
+        assert _events(recovered) == ["resilio.circuit.half_opened", "resilio.circuit.closed"]
+        assert recovered.attributes["resilio.outcome"] == "success"  # type: ignore[index]
+
     async def test_async_spans_and_events(self, tracing: Tracing, clock: FakeClock) -> None:
         """Async executions are traced alike and stay children of the awaiting task's span."""
         p = Pipeline(
@@ -222,6 +266,52 @@ class TestAttemptSpans:
         assert attempts[0].status.status_code is StatusCode.ERROR
         assert attempts[0].attributes["error.type"] == "ConnectionError"  # type: ignore[index]
         assert [e.name for e in attempts[0].events] == []
+
+    async def test_async_attempt_children_hold_the_functions_spans(
+        self, tracing: Tracing, clock: FakeClock
+    ) -> None:
+        """Async: a span made across an await inside an attempt is that attempt's child."""
+        p = Pipeline(
+            [Retry(attempts=3, backoff=0)],
+            name="aa",
+            clock=clock,
+            tracer_provider=tracing.provider,
+            trace_attempts=True,
+        )
+        state = {"n": 0}
+
+        async def call() -> str:
+            state["n"] += 1
+            await asyncio.sleep(0)
+            with tracing.tracer.start_as_current_span("http"):
+                await asyncio.sleep(0)
+                if state["n"] == 1:
+                    raise ConnectionError("reset")
+            return "ok"
+
+        with tracing.tracer.start_as_current_span("caller") as caller:
+            assert await p.execute_async(call) == "ok"
+        execution = tracing.named("resilio aa")[0]
+        attempts = tracing.named("resilio aa attempt")
+        https = tracing.named("http")
+        assert execution.parent.span_id == caller.get_span_context().span_id  # type: ignore[union-attr]
+        assert [h.parent.span_id for h in https] == [a.context.span_id for a in attempts]  # type: ignore[union-attr]
+        assert {a.context.trace_id for a in attempts} == {caller.get_span_context().trace_id}
+
+    def test_bulkhead_runs_in_the_callers_thread(self, tracing: Tracing) -> None:
+        """A bulkhead has no worker thread: the function's span is the execution's child."""
+        p = Pipeline([Bulkhead(max_concurrent=2)], name="bh", tracer_provider=tracing.provider)
+        seen: dict[str, Any] = {}
+
+        def call() -> None:
+            seen["thread"] = threading.current_thread()
+            with tracing.tracer.start_as_current_span("work"):
+                pass
+
+        p.execute(call)
+        assert seen["thread"] is threading.current_thread()
+        work, execution = tracing.spans()
+        assert work.parent.span_id == execution.context.span_id  # type: ignore[union-attr]
 
     def test_thread_timeout_propagates_context(self, tracing: Tracing) -> None:
         """Spans made in the thread-timeout worker are children of the caller's attempt span."""
