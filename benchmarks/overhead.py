@@ -285,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{verdict}  {label}: {a:.3f} us vs {b:.3f} us (ratio {a / b:.3f}, allowed {ratio:.3f})"
         )
+    from benchmarks.telemetry_overhead import overhead_section
+
+    failed |= overhead_section(args.quick)
     return 1 if (failed and args.check) else 0
 
 
