@@ -19,24 +19,12 @@ from resilio.outbox._model import (
     new_idempotency_key,
     new_item_id,
 )
+from resilio.telemetry.metrics import observe_outbox, unobserve_outbox
 
 if TYPE_CHECKING:
     from resilio.classify import Classification
 
 __all__ = ["Outbox"]
-
-
-def _observe(name: str, outbox: Outbox) -> None:
-    try:
-        from resilio.telemetry.metrics import (  # type: ignore[import-not-found,unused-ignore]
-            observe_outbox,
-        )
-    except ImportError:
-        return
-    try:
-        observe_outbox(name, lambda: outbox.stats().depth)
-    except Exception:
-        return
 
 
 class Outbox:
@@ -49,7 +37,10 @@ class Outbox:
         store: A backend (:class:`~resilio.outbox.sqlite.SQLiteBackend`,
             :class:`~resilio.outbox.redis.RedisBackend`), or a path to a SQLite file. Default: the
             SQLite file ``resilio-outbox.sqlite3`` in the current directory.
-        name: The outbox's name in metrics and logs.
+        name: The outbox's name in metrics and logs. Its depth (pending + leased items) is
+            reported as the ``resilio.outbox.depth`` gauge and in health reports from
+            construction until :meth:`close`; one name is one gauge, so give outboxes that
+            live at the same time different names.
         clock: Source of wall-clock time (tests pass a fake clock).
     """
 
@@ -69,7 +60,7 @@ class Outbox:
         self.backend: Backend = store
         self.name = name
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
-        _observe(name, self)
+        observe_outbox(name, self._depth)
 
     # -- constructors ------------------------------------------------------------------------
 
@@ -282,8 +273,12 @@ class Outbox:
         """
         return self.backend.purge(ItemState(state), older_than, self.clock.time())
 
+    def _depth(self) -> int:
+        return self.backend.stats().depth
+
     def close(self) -> None:
-        """Release the backend's connections."""
+        """Stop reporting the outbox's depth and release the backend's connections."""
+        unobserve_outbox(self.name)
         self.backend.close()
 
     def __repr__(self) -> str:

@@ -7,10 +7,17 @@ Keys (``P`` is ``resilio:outbox:{name}``; the braces keep them in one cluster sl
 * ``P:delayed`` - sorted set of pending items waiting for their next run time;
 * ``P:leases`` - sorted set of leased items by lease expiry;
 * ``P:dead`` - sorted set of dead items by the time they died;
+* ``P:waiting`` - sorted set of pending items (due or delayed, not leased) by creation time,
+  for the age of the oldest one;
 * ``P:done`` - counter of delivered items (delivered items are deleted).
 
 Every state change is one Lua script, so leasing and finishing are atomic. Times come from the
-caller's clock (wall time); machines sharing an outbox should keep their clocks in sync (NTP).
+caller's clock (wall time): a lease is judged expired by the next drainer's clock, so machines
+sharing an outbox must keep their clocks in sync (NTP) to well within the lease duration.
+
+Each backend reads the stream as its own consumer (``host:pid:random``). Consumers idle for
+longer than ``consumer_idle`` with nothing pending are removed from the group (checked at most
+once a minute by a leasing backend), so restarted drainers do not pile up in ``XINFO``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,27 @@ from resilio.outbox._model import ItemState, NewItem, OutboxItem, OutboxStats
 __all__ = ["RedisBackend"]
 
 _GROUP = "drainers"
+_REAP_EVERY = 60.0  # seconds between checks for idle consumers
+
+# KEYS: stream, delayed, waiting, item prefix.
+# ARGV: per item, 9 values: id, operation, payload, key, next_run_at, created_at, kind, reason,
+# delayed ("1" if it waits in the delayed set first).
+_ADD = """
+for i = 1, #ARGV, 9 do
+  local id = ARGV[i]
+  redis.call('HSET', KEYS[4] .. id, 'operation', ARGV[i + 1], 'payload', ARGV[i + 2],
+             'idempotency_key', ARGV[i + 3], 'attempts', 0, 'next_run_at', ARGV[i + 4],
+             'created_at', ARGV[i + 5], 'updated_at', ARGV[i + 5], 'state', 'pending',
+             'error_kind', ARGV[i + 6], 'error_reason', ARGV[i + 7])
+  redis.call('ZADD', KEYS[3], ARGV[i + 5], id)
+  if ARGV[i + 8] == '1' then
+    redis.call('ZADD', KEYS[2], ARGV[i + 4], id)
+  else
+    redis.call('XADD', KEYS[1], '*', 'id', id)
+  end
+end
+return #ARGV / 9
+"""
 
 # Shared Lua prelude: finishing a leased item checks its lease token and takes it off the stream.
 _FINISH = (
@@ -42,10 +70,12 @@ if entry then
 end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', item, 'token', 'entry', 'lease_until')
+local waiting = KEYS[6]
 """
 )
 
-# KEYS: stream, delayed, leases, item prefix. ARGV: now, lease_until, limit, consumer, token.
+# KEYS: stream, delayed, leases, item prefix, waiting.
+# ARGV: now, lease_until, limit, consumer, token.
 _LEASE = (
     """
 local now = tonumber(ARGV[1])
@@ -62,6 +92,7 @@ local function take(id, entry)
              'lease_until', ARGV[2], 'updated_at', ARGV[1])
   redis.call('HINCRBY', item, 'attempts', 1)
   redis.call('ZADD', KEYS[3], ARGV[2], id)
+  redis.call('ZREM', KEYS[5], id)
   out[#out + 1] = redis.call('HGETALL', item)
   out[#out][#out[#out] + 1] = 'item_id'
   out[#out][#out[#out] + 1] = id
@@ -115,6 +146,7 @@ _RESCHEDULE = (
 redis.call('HSET', item, 'state', 'pending', 'next_run_at', ARGV[4], 'error_kind', ARGV[5],
            'error_reason', ARGV[6], 'updated_at', ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+redis.call('ZADD', waiting, redis.call('HGET', item, 'created_at'), ARGV[1])
 return 1
 """
 )
@@ -138,6 +170,7 @@ local attempts = tonumber(redis.call('HGET', item, 'attempts'))
 if attempts > 0 then redis.call('HSET', item, 'attempts', attempts - 1) end
 redis.call('HSET', item, 'state', 'pending', 'updated_at', ARGV[3])
 redis.call('ZADD', KEYS[2], redis.call('HGET', item, 'next_run_at'), ARGV[1])
+redis.call('ZADD', waiting, redis.call('HGET', item, 'created_at'), ARGV[1])
 return 1
 """
 )
@@ -154,7 +187,7 @@ end
 return 1
 """
 
-# KEYS: dead, delayed, item prefix. ARGV: now, ids... (none: all)
+# KEYS: dead, delayed, item prefix, waiting. ARGV: now, ids... (none: all)
 _REQUEUE = """
 local ids = {}
 if #ARGV > 1 then
@@ -168,6 +201,7 @@ for _, id in ipairs(ids) do
     redis.call('HSET', KEYS[3] .. id, 'state', 'pending', 'attempts', 0, 'next_run_at', ARGV[1],
                'updated_at', ARGV[1])
     redis.call('ZADD', KEYS[2], ARGV[1], id)
+    redis.call('ZADD', KEYS[4], redis.call('HGET', KEYS[3] .. id, 'created_at'), id)
     n = n + 1
   end
 end
@@ -184,12 +218,11 @@ end
 return #ids
 """
 
-# KEYS: stream, delayed, leases, dead, done
+# KEYS: stream, delayed, leases, dead, done, waiting (the stream and delayed set are unused)
 _STATS = """
-local leased = redis.call('ZCARD', KEYS[3])
-local queued = redis.call('XLEN', KEYS[1])
-return {redis.call('ZCARD', KEYS[2]) + queued - leased, leased, redis.call('ZCARD', KEYS[4]),
-        tonumber(redis.call('GET', KEYS[5]) or '0')}
+local oldest = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')[2] or ''
+return {redis.call('ZCARD', KEYS[6]), redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]),
+        tonumber(redis.call('GET', KEYS[5]) or '0'), oldest}
 """
 
 
@@ -229,9 +262,18 @@ class RedisBackend:
         client: A ``redis://`` URL or a ``redis.Redis`` client.
         name: The outbox's name; keys are ``resilio:outbox:{name}:*``.
         socket_timeout: Socket timeout in seconds for a client made from a URL.
+        consumer_idle: Seconds after which a stream consumer with nothing pending (a drainer
+            that exited or died) is removed from the consumer group.
     """
 
-    def __init__(self, client: Any, *, name: str = "outbox", socket_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        name: str = "outbox",
+        socket_timeout: float = 5.0,
+        consumer_idle: float = 3600.0,
+    ) -> None:
         import redis
 
         self._owns = isinstance(client, str)
@@ -247,8 +289,12 @@ class RedisBackend:
         self.prefix = p
         self._stream, self._delayed, self._leases = f"{p}:stream", f"{p}:delayed", f"{p}:leases"
         self._dead, self._done, self._items = f"{p}:dead", f"{p}:done", f"{p}:item:"
+        self._waiting = f"{p}:waiting"
+        self.consumer_idle = consumer_idle
+        self._next_reap = float("-inf")
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         c = self.client
+        self._add = c.register_script(_ADD)
         self._lease = c.register_script(_LEASE)
         self._complete = c.register_script(_COMPLETE)
         self._reschedule = c.register_script(_RESCHEDULE)
@@ -261,36 +307,32 @@ class RedisBackend:
         self._create_group()
 
     def add(self, items: Sequence[NewItem]) -> None:
-        """Store new items in one MULTI/EXEC round trip."""
-        pipe = self.client.pipeline(transaction=True)
+        """Store new items atomically in one round trip (one script call)."""
+        args: list[Any] = []
         for i in items:
-            pipe.hset(
-                self._items + i.item_id,
-                mapping={
-                    "operation": i.operation,
-                    "payload": i.payload_json,
-                    "idempotency_key": i.idempotency_key,
-                    "attempts": 0,
-                    "next_run_at": repr(i.next_run_at),
-                    "created_at": repr(i.created_at),
-                    "updated_at": repr(i.created_at),
-                    "state": "pending",
-                    "error_kind": i.error_kind or "",
-                    "error_reason": i.error_reason or "",
-                },
+            args += (
+                i.item_id,
+                i.operation,
+                i.payload_json,
+                i.idempotency_key,
+                repr(i.next_run_at),
+                repr(i.created_at),
+                i.error_kind or "",
+                i.error_reason or "",
+                "1" if i.next_run_at > i.created_at else "0",
             )
-            if i.next_run_at > i.created_at:
-                pipe.zadd(self._delayed, {i.item_id: i.next_run_at})
-            else:
-                pipe.xadd(self._stream, {"id": i.item_id})
-        pipe.execute()
+        if args:
+            self._add(keys=[self._stream, self._delayed, self._waiting, self._items], args=args)
 
     def lease(self, limit: int, now: float, lease_seconds: float) -> list[OutboxItem]:
         """Lease due items and items whose lease expired, counting an attempt each."""
         import redis
 
         token = uuid.uuid4().hex
-        keys = [self._stream, self._delayed, self._leases, self._items]
+        if now >= self._next_reap:
+            self._next_reap = now + _REAP_EVERY
+            self.reap_consumers()
+        keys = [self._stream, self._delayed, self._leases, self._items, self._waiting]
         args: list[Any] = [repr(now), repr(now + lease_seconds), limit, self.consumer, token]
         try:
             rows = self._lease(keys=keys, args=args)
@@ -310,6 +352,27 @@ class RedisBackend:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    def reap_consumers(self) -> list[str]:
+        """Remove consumers idle for ``consumer_idle`` seconds with nothing pending.
+
+        Returns:
+            The names removed.
+        """
+        import redis
+
+        idle_ms = self.consumer_idle * 1000
+        try:
+            consumers = self.client.xinfo_consumers(self._stream, _GROUP)
+        except redis.ResponseError:  # no stream or group yet: nothing to reap
+            return []
+        removed = []
+        for c in consumers:
+            name = _text(c["name"])
+            if name != self.consumer and int(c["pending"]) == 0 and int(c["idle"]) >= idle_ms:
+                self.client.xgroup_delconsumer(self._stream, _GROUP, name)
+                removed.append(name)
+        return removed
+
     def renew(self, items: Iterable[OutboxItem], now: float, lease_seconds: float) -> None:
         """Push back the lease expiry of items this lease still holds."""
         args: list[Any] = [repr(now + lease_seconds)]
@@ -319,7 +382,7 @@ class RedisBackend:
             self._renew(keys=[self._leases, self._items], args=args)
 
     def _keys(self, fifth: str) -> list[str]:
-        return [self._stream, self._delayed, self._leases, self._items, fifth]
+        return [self._stream, self._delayed, self._leases, self._items, fifth, self._waiting]
 
     def complete(self, item: OutboxItem, now: float) -> bool:
         """Acknowledge and delete a delivered item; count it."""
@@ -368,7 +431,7 @@ class RedisBackend:
         """Make dead items pending and due now."""
         if item_ids is not None and not item_ids:
             return 0
-        keys = [self._dead, self._delayed, self._items]
+        keys = [self._dead, self._delayed, self._items, self._waiting]
         return int(self._requeue(keys=keys, args=[repr(now), *(item_ids or [])]))
 
     def purge(self, state: ItemState, older_than: float | None, now: float) -> int:
@@ -382,10 +445,16 @@ class RedisBackend:
 
     def stats(self) -> OutboxStats:
         """Count items per state (``done`` counts deliveries so far)."""
-        pending, leased, dead, done = self._stats(
-            keys=[self._stream, self._delayed, self._leases, self._dead, self._done]
+        pending, leased, dead, done, oldest = self._stats(
+            keys=[self._stream, self._delayed, self._leases, self._dead, self._done, self._waiting]
         )
-        return OutboxStats(pending=int(pending), leased=int(leased), dead=int(dead), done=int(done))
+        return OutboxStats(
+            pending=int(pending),
+            leased=int(leased),
+            dead=int(dead),
+            done=int(done),
+            oldest_pending_at=float(oldest) if oldest else None,
+        )
 
     def _load(self, ids: Sequence[Any]) -> list[OutboxItem]:
         pipe = self.client.pipeline(transaction=False)

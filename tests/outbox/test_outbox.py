@@ -186,6 +186,56 @@ class TestFinishing:
         assert (s.depth, s.done) == (0, 3)
 
 
+class TestStats:
+    def test_oldest_pending_follows_the_pending_items(
+        self, outbox: Outbox, clock: FakeClock
+    ) -> None:
+        """oldest_pending_at is the creation time of the oldest pending (not leased) item."""
+        assert outbox.stats().oldest_pending_at is None
+        start = clock.time()
+        outbox.enqueue(operation="op", payload=0, idempotency_key="a")
+        clock.advance(10)
+        outbox.enqueue(operation="op", payload=1, idempotency_key="b", classification=THROTTLED)
+        assert outbox.stats().oldest_pending_at == start
+        [first] = outbox.backend.lease(1, clock.time(), 30)
+        assert first.idempotency_key == "a"
+        assert outbox.stats().oldest_pending_at == start + 10
+        assert outbox.backend.release(first, clock.time())
+        assert outbox.stats().oldest_pending_at == start
+        [again] = outbox.backend.lease(1, clock.time(), 30)
+        assert outbox.backend.complete(again, clock.time())
+        s = outbox.stats()
+        assert (s.pending, s.leased, s.oldest_pending_at) == (1, 0, start + 10)
+
+
+@pytest.mark.redis
+def test_redis_removes_idle_consumers_with_nothing_pending(
+    redis_url: str, clock: FakeClock
+) -> None:
+    """Consumers of drainers that are gone are removed from the group; busy ones are kept."""
+    from resilio.outbox.redis import RedisBackend
+
+    busy = Outbox.redis(redis_url, name="reap", clock=clock)
+    gone = Outbox.redis(redis_url, name="reap", clock=clock)
+    busy.enqueue_many(
+        {"operation": "op", "payload": i, "idempotency_key": str(i)} for i in range(2)
+    )
+    [held] = busy.backend.lease(1, clock.time(), 30)
+    [done] = gone.backend.lease(1, clock.time(), 30)
+    assert gone.backend.complete(done, clock.time())
+    reaper = RedisBackend(redis_url, name="reap", consumer_idle=0)
+    assert reaper.reap_consumers() == [gone.backend.consumer]  # type: ignore[attr-defined]
+    names = {
+        c["name"].decode()
+        for c in reaper.client.xinfo_consumers("resilio:outbox:{reap}:stream", "drainers")
+    }
+    assert names == {busy.backend.consumer}  # type: ignore[attr-defined]
+    assert held.idempotency_key == "0"
+    reaper.close()
+    for box in (busy, gone):
+        box.close()
+
+
 def test_default_outbox_is_a_sqlite_file_in_the_current_dir(tmp_path, monkeypatch) -> None:
     """Outbox() stores items in resilio-outbox.sqlite3 under the current directory."""
     monkeypatch.chdir(tmp_path)
@@ -215,3 +265,36 @@ def test_redis_recreates_a_deleted_stream(redis_url: str, clock: FakeClock) -> N
     assert box.backend.lease(10, clock.time(), 30) == []
     box.enqueue(operation="op", payload=1, idempotency_key="k")
     assert [i.idempotency_key for i in box.backend.lease(10, clock.time(), 30)] == ["k"]
+
+
+class TestTelemetry:
+    def test_depth_is_reported_as_a_gauge(self, outbox: Outbox) -> None:
+        """resilio.outbox.depth reports pending + leased items under the outbox's name."""
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        from resilio._pipeline import Pipeline
+
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader])
+        replay = Pipeline([], name="replay", meter_provider=provider)  # binds the provider
+        replay.execute(lambda: None)
+        for n in range(3):
+            outbox.enqueue(operation="op", payload=n, idempotency_key=f"k{n}")
+        outbox.backend.lease(1, outbox.clock.time(), 30)
+
+        def depth() -> dict[str, int]:
+            data = reader.get_metrics_data()
+            assert data is not None
+            return {
+                str(point.attributes["resilio.outbox"]): int(point.value)  # type: ignore[index]
+                for rm in data.resource_metrics
+                for sm in rm.scope_metrics
+                for metric in sm.metrics
+                if metric.name == "resilio.outbox.depth"
+                for point in metric.data.data_points  # type: ignore[union-attr]
+            }
+
+        assert depth()[outbox.name] == 3
+        outbox.close()
+        assert outbox.name not in depth()
