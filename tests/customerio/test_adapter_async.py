@@ -23,6 +23,14 @@ from ._adapter import adapter_kwargs, last, make_async
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
+async def ticker(lags: list[float]) -> None:
+    """Record how late each 10 ms sleep on the loop wakes up, until cancelled."""
+    while True:
+        start = time.perf_counter()
+        await asyncio.sleep(0.01)
+        lags.append(time.perf_counter() - start - 0.01)
+
+
 @pytest.fixture
 async def acio(
     cio_simulator: Simulator, clock: FakeClock
@@ -95,14 +103,7 @@ class TestAsyncOperations:
         """A slow answer (0.3 s) never stalls a 10 ms ticker on the same loop."""
         cio_simulator.faults.add("identify", latency=0.3)
         lags: list[float] = []
-
-        async def ticker() -> None:
-            while True:
-                start = time.perf_counter()
-                await asyncio.sleep(0.01)
-                lags.append(time.perf_counter() - start - 0.01)
-
-        task = asyncio.create_task(ticker())
+        task = asyncio.create_task(ticker(lags))
         await acio.identify("42", a=1)
         task.cancel()
         assert len(lags) >= 10
@@ -145,14 +146,7 @@ class TestAsyncFactory:
         sim = make_simulator(region="eu")
         sim.faults.add("region", latency=0.3)
         lags: list[float] = []
-
-        async def ticker() -> None:
-            while True:
-                start = time.perf_counter()
-                await asyncio.sleep(0.01)
-                lags.append(time.perf_counter() - start - 0.01)
-
-        task = asyncio.create_task(ticker())
+        task = asyncio.create_task(ticker(lags))
         acio = await AsyncResilientCustomerIO.create(
             **adapter_kwargs(sim, clock, region="auto"), max_workers=2
         )

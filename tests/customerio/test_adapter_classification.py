@@ -143,25 +143,31 @@ class TestStatusRows:
         assert isinstance(error, ServiceUnavailable)
         assert error.kind is ErrorKind.TRANSIENT
 
+    @pytest.mark.parametrize(
+        ("name", "payload", "endpoint", "error_class", "kind"),
+        [
+            (TRACK, IDENTIFY, "identify", ServiceUnavailable, ErrorKind.TRANSIENT),
+            (SEND, EMAIL, "send_email", OutcomeUnknown, ErrorKind.AMBIGUOUS),
+        ],
+        ids=["track", "send"],
+    )
     @pytest.mark.parametrize("status", [500, 501, 502, 504])
-    def test_other_5xx_transient_for_track(
-        self, cio: ResilientCustomerIO, cio_simulator: Simulator, status: int
+    def test_other_5xx(
+        self,
+        cio: ResilientCustomerIO,
+        cio_simulator: Simulator,
+        status: int,
+        name: str,
+        payload: dict[str, Any],
+        endpoint: str,
+        error_class: type[CustomerIOError],
+        kind: ErrorKind,
     ) -> None:
-        """Other 5xx answers are TRANSIENT for idempotent Track operations."""
-        cio_simulator.faults.add("identify", status=status)
-        error = fail(cio, TRACK, IDENTIFY)
-        assert isinstance(error, ServiceUnavailable)
-        assert (error.status, error.kind) == (status, ErrorKind.TRANSIENT)
-
-    @pytest.mark.parametrize("status", [500, 501, 502, 504])
-    def test_other_5xx_ambiguous_for_sends(
-        self, cio: ResilientCustomerIO, cio_simulator: Simulator, status: int
-    ) -> None:
-        """Other 5xx answers to a transactional send are AMBIGUOUS: it may have been sent."""
-        cio_simulator.faults.add("send_email", status=status)
-        error = fail(cio, SEND, EMAIL)
-        assert isinstance(error, OutcomeUnknown)
-        assert (error.status, error.kind) == (status, ErrorKind.AMBIGUOUS)
+        """Other 5xx are TRANSIENT for Track operations, AMBIGUOUS for sends (may have gone)."""
+        cio_simulator.faults.add(endpoint, status=status)
+        error = fail(cio, name, payload)
+        assert isinstance(error, error_class)
+        assert (error.status, error.kind) == (status, kind)
 
     @pytest.mark.parametrize("status", [301, 302, 307, 308])
     def test_redirects_are_permanent(
