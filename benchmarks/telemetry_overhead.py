@@ -94,7 +94,7 @@ def _child(mode: str, number: int, repeat: int) -> None:
         from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
         trace.set_tracer_provider(TracerProvider(sampler=ALWAYS_OFF))
-        if mode == "sdk-off+m":
+        if mode.startswith("sdk-off+m"):
             from opentelemetry.sdk.metrics import MeterProvider
             from opentelemetry.sdk.metrics.export import (
                 MetricExporter,
