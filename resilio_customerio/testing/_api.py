@@ -278,7 +278,7 @@ class Api:
             return [v2_error("invalid", "identifiers", problem)]
         ident = (str(id_kind), str(id_value))
         if action in ("event", "page", "screen"):
-            errors = v.check_event(op, "attributes")
+            errors = v.check_event(op, "attributes", within=v.MAX_V2_OP_BYTES)
             if errors:
                 return [v2_error("invalid", field, message) for field, message in errors]
             ws.add_event(ident, v.normalise_event(op, "attributes", action))

@@ -25,7 +25,7 @@ def is_ulid(value: object) -> bool:
         isinstance(value, str)
         and len(value) == 26
         and value[0] in "01234567"
-        and all(char in _VALID for char in value)
+        and _VALID.issuperset(value)
     )
 
 

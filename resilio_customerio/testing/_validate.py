@@ -17,6 +17,8 @@ MAX_V2_OP_BYTES = 32 * 1024
 MAX_V2_BATCH_BYTES = 500 * 1024
 MAX_SEND_BYTES = 2048 * 1024
 
+_COMPACT = json.JSONEncoder(separators=(",", ":")).encode  # built once: dumps() builds one per call
+
 EVENT_TYPES = ("event", "page", "screen")
 DEVICE_PLATFORMS = ("ios", "android")
 
@@ -34,7 +36,7 @@ def size(value: Any) -> int:
     """
     if isinstance(value, str):
         return len(value.encode())
-    return len(json.dumps(value, separators=(",", ":")).encode())
+    return len(_COMPACT(value).encode())
 
 
 def _label(name: str) -> str:
@@ -83,13 +85,17 @@ def check_attributes(attributes: Any, field: str = "attributes") -> list[str]:
     return errors
 
 
-def check_event(body: dict[str, Any], data_field: str) -> list[tuple[str, str]]:
+def check_event(
+    body: dict[str, Any], data_field: str, *, within: int | None = None
+) -> list[tuple[str, str]]:
     """Check an event body (v1 event or v2 event/page/screen operation).
 
     Args:
         body: The event object.
         data_field: ``"data"`` for v1, ``"attributes"`` for v2 (where ``type`` is the entity
             type, not the event type, and is checked elsewhere).
+        within: The whole body's size limit, if it was already checked (a v2 operation's 32 KB);
+            the data is then not measured again when that limit is below the data's.
 
     Returns:
         ``(field, message)`` pairs (empty when valid).
@@ -111,7 +117,9 @@ def check_event(body: dict[str, Any], data_field: str) -> list[tuple[str, str]]:
     if data is not None:
         if not isinstance(data, dict):
             errors.append((data_field, f"{data_field} must be an object"))
-        elif size(data) > MAX_EVENT_DATA_BYTES:
+        elif (within is None or within > MAX_EVENT_DATA_BYTES) and (
+            size(data) > MAX_EVENT_DATA_BYTES
+        ):
             errors.append(
                 (data_field, f"event {data_field} must be {MAX_EVENT_DATA_BYTES} bytes or less")
             )
