@@ -48,10 +48,13 @@ class InvalidLineError(ValueError):
     """A line of the input is not a valid operation; the message names the field or limit."""
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), default=str).encode  # one encoder, reused
+
+
 def _size(value: Any) -> int:
     if isinstance(value, str):
         return len(value.encode())
-    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+    return len(_COMPACT(value).encode())
 
 
 @frozen

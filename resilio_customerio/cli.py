@@ -24,6 +24,9 @@ EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
 
+DEFAULT_BATCH = 500
+"""Operations per v2 batch with a bare ``--batch``: few requests, well under the 1000 cap."""
+
 
 class UsageError(Exception):
     """A mistake in the command line or its environment; shown without a traceback."""
@@ -109,9 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--batch",
         type=_batch_size,
+        nargs="?",
+        const=DEFAULT_BATCH,
         default=0,
         metavar="N",
-        help="send N operations per v2 batch request (default: one request per line)",
+        help=f"send v2 batch requests of up to N operations (N defaults to {DEFAULT_BATCH}; "
+        "a request also stays under 500 KB); without --batch: one request per line",
     )
     run.add_argument("--journal", type=Path, help="journal file (default: FILE.jsonl.journal)")
     run.add_argument(

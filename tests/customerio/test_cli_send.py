@@ -393,3 +393,16 @@ class TestPace:
         for _ in range(3):
             pace.wait()
         assert clock.sleeps == []
+
+
+class TestBatchOption:
+    def test_bare_batch_uses_the_default_size(self) -> None:
+        """`--batch` without N sends batches of DEFAULT_BATCH operations."""
+        args = cli.build_parser().parse_args(["send", "in.jsonl", "--batch"])
+        assert args.batch == cli.DEFAULT_BATCH == 500
+
+    def test_batch_n_and_no_batch(self) -> None:
+        """`--batch 50` gives 50; without the option, one request per line (0)."""
+        parser = cli.build_parser()
+        assert parser.parse_args(["send", "in.jsonl", "--batch", "50"]).batch == 50
+        assert parser.parse_args(["send", "in.jsonl"]).batch == 0
