@@ -37,23 +37,24 @@ _GROUP = "drainers"
 _REAP_EVERY = 60.0  # seconds between checks for idle consumers
 
 # KEYS: stream, delayed, waiting, item prefix.
-# ARGV: per item, 9 values: id, operation, payload, key, next_run_at, created_at, kind, reason,
-# delayed ("1" if it waits in the delayed set first).
+# ARGV: one JSON array of strings per item (one argument each keeps the client's packing cheap):
+# id, operation, payload, key, next_run_at, created_at, kind, reason, delayed ("1": first wait in
+# the delayed set).
 _ADD = """
-for i = 1, #ARGV, 9 do
-  local id = ARGV[i]
-  redis.call('HSET', KEYS[4] .. id, 'operation', ARGV[i + 1], 'payload', ARGV[i + 2],
-             'idempotency_key', ARGV[i + 3], 'attempts', 0, 'next_run_at', ARGV[i + 4],
-             'created_at', ARGV[i + 5], 'updated_at', ARGV[i + 5], 'state', 'pending',
-             'error_kind', ARGV[i + 6], 'error_reason', ARGV[i + 7])
-  redis.call('ZADD', KEYS[3], ARGV[i + 5], id)
-  if ARGV[i + 8] == '1' then
-    redis.call('ZADD', KEYS[2], ARGV[i + 4], id)
+for n = 1, #ARGV do
+  local f = cjson.decode(ARGV[n])
+  local id = f[1]
+  redis.call('HSET', KEYS[4] .. id, 'operation', f[2], 'payload', f[3], 'idempotency_key', f[4],
+             'attempts', 0, 'next_run_at', f[5], 'created_at', f[6], 'updated_at', f[6],
+             'state', 'pending', 'error_kind', f[7], 'error_reason', f[8])
+  redis.call('ZADD', KEYS[3], f[6], id)
+  if f[9] == '1' then
+    redis.call('ZADD', KEYS[2], f[5], id)
   else
     redis.call('XADD', KEYS[1], '*', 'id', id)
   end
 end
-return #ARGV / 9
+return #ARGV
 """
 
 # Shared Lua prelude: finishing a leased item checks its lease token and takes it off the stream.
@@ -226,6 +227,9 @@ return {redis.call('ZCARD', KEYS[6]), redis.call('ZCARD', KEYS[3]), redis.call('
 """
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -308,19 +312,22 @@ class RedisBackend:
 
     def add(self, items: Sequence[NewItem]) -> None:
         """Store new items atomically in one round trip (one script call)."""
-        args: list[Any] = []
-        for i in items:
-            args += (
-                i.item_id,
-                i.operation,
-                i.payload_json,
-                i.idempotency_key,
-                repr(i.next_run_at),
-                repr(i.created_at),
-                i.error_kind or "",
-                i.error_reason or "",
-                "1" if i.next_run_at > i.created_at else "0",
+        args = [
+            _dumps(
+                (
+                    i.item_id,
+                    i.operation,
+                    i.payload_json,
+                    i.idempotency_key,
+                    repr(i.next_run_at),
+                    repr(i.created_at),
+                    i.error_kind or "",
+                    i.error_reason or "",
+                    "1" if i.next_run_at > i.created_at else "0",
+                )
             )
+            for i in items
+        ]
         if args:
             self._add(keys=[self._stream, self._delayed, self._waiting, self._items], args=args)
 

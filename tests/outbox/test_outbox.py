@@ -40,6 +40,19 @@ class TestEnqueue:
         assert item.created_at == clock.time() == item.next_run_at
         assert (item.error_kind, item.error_reason) == ("ambiguous", "read timeout")
 
+    def test_text_round_trips_exactly(self, outbox: Outbox) -> None:
+        """Non-ASCII text, quotes and control characters in keys and payloads come back as given."""
+        payload = {"name": 'Zoë "🎉"\n\t\\', "tags": ["ü", None, 1.5]}
+        outbox.enqueue_many(
+            [
+                {"operation": "sënd", "payload": payload, "idempotency_key": "clé-✓"},
+                {"operation": "op", "payload": "x", "idempotency_key": 'k"\\'},
+            ]
+        )
+        items = {i.idempotency_key: i for i in outbox.items()}
+        assert set(items) == {"clé-✓", 'k"\\'}
+        assert (items["clé-✓"].operation, items["clé-✓"].payload) == ("sënd", payload)
+
     def test_missing_key_is_generated(self, outbox: Outbox) -> None:
         """Work enqueued without an idempotency key gets a fresh one, kept by the item."""
         a = outbox.enqueue(operation="op", payload=1, idempotency_key=None)
