@@ -185,12 +185,26 @@ class PipelineStats:
         return found
 
     def execution(
-        self, binding: _Binding, outcome: str, error_type: str | None, duration: float
+        self,
+        binding: _Binding,
+        outcome: str,
+        error_type: str | None,
+        duration: float,
+        attempts: tuple[int, int] = (0, 0),
     ) -> None:
-        """Count one execution and queue its duration (unless durations are switched off)."""
+        """Count one execution (and ``(failed, succeeded)`` attempts), queue its duration.
+
+        The duration is dropped when durations are switched off.
+        """
         key = (outcome, error_type)
+        failed, succeeded = attempts
+        counts = self._attempts
         with self._lock:
             self._executions[key] = self._executions.get(key, 0) + 1
+            if failed:
+                counts["failure"] = counts.get("failure", 0) + failed
+            if succeeded:
+                counts["success"] = counts.get("success", 0) + succeeded
         if SWITCHES.durations:
             self._queue(binding, True, self.attrs(outcome, error_type), duration)
 

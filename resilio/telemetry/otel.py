@@ -248,14 +248,15 @@ class Instrumentation:
             else:
                 stats.last_failure = t1
         if binding is not None:
-            stats.execution(binding, outcome, error_type, duration)
+            attempts = (0, 0)
             if not self._attempt_layer_installed:
                 # Without the attempt layer, attempts are counted from the context: every
                 # attempt before the last failed (that is why it was retried); the last one
                 # succeeded only on success, and a rejected last attempt never called the function.
                 ok = outcome == "success"
                 calls = max(0, ctx.attempt - (outcome == "rejected"))
-                stats.count_attempts(max(0, calls - ok), int(ok))
+                attempts = (max(0, calls - ok), int(ok))
+            stats.execution(binding, outcome, error_type, duration, attempts)
         return outcome, error_type
 
     def _start(self, tracer: Any, ctx: Context) -> tuple[_Execution, Any, Any]:
@@ -352,8 +353,13 @@ class Instrumentation:
             if tracer is not None:
                 return traced(tracer, fn, args, kwargs, ctx)
             binding = binding_for()
-            if binding is None and not switches.health:
-                return run(fn, args, kwargs, ctx)
+            if not switches.health:
+                if binding is None:
+                    return run(fn, args, kwargs, ctx)
+                if not switches.durations:  # counters only: no clock reads
+                    result = run(fn, args, kwargs, ctx)
+                    finish(result, ctx, 0.0, 0.0, _take_fallback(), binding)
+                    return result
             t0 = mono()
             result = run(fn, args, kwargs, ctx)
             finish(result, ctx, t0, mono(), _take_fallback(), binding)
@@ -406,8 +412,13 @@ class Instrumentation:
             if tracer is not None:
                 return await traced_async(tracer, fn, args, kwargs, ctx)
             binding = binding_for()
-            if binding is None and not switches.health:
-                return await run_async(fn, args, kwargs, ctx)
+            if not switches.health:
+                if binding is None:
+                    return await run_async(fn, args, kwargs, ctx)
+                if not switches.durations:  # counters only: no clock reads
+                    result = await run_async(fn, args, kwargs, ctx)
+                    finish(result, ctx, 0.0, 0.0, _take_fallback(), binding)
+                    return result
             t0 = mono()
             result = await run_async(fn, args, kwargs, ctx)
             finish(result, ctx, t0, mono(), _take_fallback(), binding)
