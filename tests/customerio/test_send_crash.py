@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LINES = 160
 
 
-def _command(sim: Simulator, path: Path) -> list[str]:
+def _command(sim: Simulator, path: Path, extra: list[str]) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -35,6 +35,7 @@ def _command(sim: Simulator, path: Path) -> list[str]:
         "--no-progress",
         "--drain-timeout",
         "0",
+        *extra,
     ]
 
 
@@ -48,7 +49,10 @@ def _env(sim: Simulator) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_run_then_rerun_delivers_every_event_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [[], ["--batch", "8"]], ids=["per-line", "batch"])
+def test_kill_9_mid_run_then_rerun_delivers_every_event_exactly_once(
+    tmp_path: Path, extra: list[str]
+) -> None:
     """A run killed after N events, rerun on the same file, leaves each event recorded once."""
     path = tmp_path / "events.jsonl"
     with path.open("w") as out:
@@ -59,8 +63,9 @@ def test_kill_9_mid_run_then_rerun_delivers_every_event_exactly_once(tmp_path: P
     with Simulator(api_key="track-secret-5f2e9a71") as sim:
         # Slow answers, applied before the wait: killed mid-request, the server still records.
         sim.faults.add("track", timeout_after_commit=0.05)
+        sim.faults.add("batch", timeout_after_commit=0.05)
         proc = subprocess.Popen(
-            _command(sim, path),
+            _command(sim, path, extra),
             env=_env(sim),
             cwd=tmp_path,
             stdout=subprocess.PIPE,
@@ -77,7 +82,7 @@ def test_kill_9_mid_run_then_rerun_delivers_every_event_exactly_once(tmp_path: P
         assert first_run < LINES, "the first run finished before it was killed"
         sim.faults.clear()
         rerun = subprocess.run(
-            _command(sim, path),
+            _command(sim, path, extra),
             env=_env(sim),
             cwd=tmp_path,
             capture_output=True,
