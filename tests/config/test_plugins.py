@@ -266,8 +266,10 @@ class TestRuntime:
         assert pipeline.execute(flaky) == "ok"
         assert seen == ["retry.scheduled"]
 
-    def test_no_event_hook_means_nothing_to_call(self) -> None:
+    def test_no_event_hook_means_nothing_to_call(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Without resilio_event implementations, emitting only loops the global listeners."""
+        monkeypatch.setenv(manager.DISABLE_ENV, "customerio")  # installed plugins stay out
+        manager.reset()
         manager.plugin_system()
         assert _runtime._event_impls == ()
         assert _runtime._classify_hook is None
