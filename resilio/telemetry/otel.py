@@ -42,7 +42,15 @@ from opentelemetry.trace import (
 from resilio._clock import SYSTEM_CLOCK
 from resilio._outcome import Failure
 from resilio.errors import Rejected, TimeoutExceeded
-from resilio.events import Event, FallbackUsed, RateLimitWaited, error_type_name
+from resilio.events import (
+    CircuitClosed,
+    CircuitHalfOpened,
+    CircuitOpened,
+    Event,
+    FallbackUsed,
+    RateLimitWaited,
+    error_type_name,
+)
 from resilio.policies._base import Env, Layer
 from resilio.telemetry._settings import SWITCHES
 from resilio.telemetry.metrics import PipelineStats
@@ -82,12 +90,18 @@ _fallback_seen: ContextVar[bool] = ContextVar("resilio_fallback_seen", default=F
 
 _FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}
 _SKIPPED = frozenset({"pipeline", "operation"})
+_STATES: dict[type, str] = {
+    CircuitOpened: "open",
+    CircuitHalfOpened: "half_open",
+    CircuitClosed: "closed",
+}
 
 
 def event_attributes(event: Event) -> dict[str, Any]:
-    """Return an event's fields as span or log attributes (``resilio.<field>``, ``error.type``).
+    """Return an event's fields as span attributes (``resilio.<field>``, ``error.type``).
 
     The pipeline and operation are left out (the span has them); ``None`` values are dropped.
+    A breaker transition also gets ``resilio.state``, the state the breaker entered.
     """
     cls = type(event)
     names = _FIELDS.get(cls)
@@ -103,6 +117,9 @@ def event_attributes(event: Event) -> dict[str, Any]:
         value = getattr(event, field)
         if value is not None and isinstance(value, str | bool | int | float):
             out[key] = value
+    state = _STATES.get(cls)
+    if state is not None:
+        out["resilio.state"] = state
     return out
 
 

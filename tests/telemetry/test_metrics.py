@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -242,3 +243,15 @@ class TestGauges:
         for points in metrics.collect().values():
             for attributes, _ in points:
                 assert set(attributes) <= allowed
+
+
+class TestDocumentation:
+    def test_every_metric_is_in_the_docs_table(self) -> None:
+        """Every metric name and instrument kind is a row of the observability page's table."""
+        page = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
+        if not page.exists():
+            pytest.skip("docs/observability.md is not in this tree")
+        rows = [line for line in page.read_text().splitlines() if line.startswith("| `resilio.")]
+        documented = {line.split("`")[1]: line.split("|")[2].strip() for line in rows}
+        expected = {name: kind for name, (kind, _, _) in resilio_metrics.METRICS.items()}
+        assert {n: documented.get(n) for n in expected} == expected

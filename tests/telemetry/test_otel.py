@@ -125,12 +125,15 @@ class TestExecutionSpan:
         assert "resilio.circuit.opened" in _events(spans[1])
         opened = next(e for e in spans[1].events if e.name == "resilio.circuit.opened")
         assert opened.attributes["resilio.break_duration"] == 10  # type: ignore[index]
+        assert opened.attributes["resilio.state"] == "open"  # type: ignore[index]
         rejected = spans[2]
         assert rejected.attributes["resilio.outcome"] == "rejected"  # type: ignore[index]
         assert rejected.attributes["error.type"] == "resilio.errors.CircuitOpen"  # type: ignore[index]
-        assert "resilio.call.rejected" in _events(rejected)
-        assert _events(spans[3])[:1] == ["resilio.circuit.half_opened"]
-        assert "resilio.circuit.closed" in _events(spans[3])
+        assert _events(rejected) == ["resilio.call.rejected", "exception"]
+        assert rejected.events[0].attributes["resilio.retry_after"] == pytest.approx(10)  # type: ignore[index]
+        assert _events(spans[3]) == ["resilio.circuit.half_opened", "resilio.circuit.closed"]
+        states = [e.attributes["resilio.state"] for e in spans[3].events]  # type: ignore[index]
+        assert states == ["half_open", "closed"]
 
     def test_fallback_outcome(self, tracing: Tracing, clock: FakeClock) -> None:
         """A fallback that replaced a failure gives outcome fallback, no ERROR, one event."""
@@ -370,6 +373,44 @@ class TestSamplingAndSwitches:
         with tracing.tracer.start_as_current_span("sampled-parent"):
             p.execute(lambda: 1)
         assert [s.name for s in exporter.get_finished_spans()] == ["resilio pb"]
+
+    def test_attributes_only_when_recording(
+        self, tracing: Tracing, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Under a valid but unsampled parent the span is made, no attribute is built."""
+        from resilio.telemetry import otel
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+        built: list[Any] = []
+
+        def spy(event: Any) -> dict[str, Any]:
+            built.append(event)
+            return {}
+
+        monkeypatch.setattr(otel, "event_attributes", spy)
+        p = Pipeline([Retry(attempts=2, backoff=0)], name="nr", tracer_provider=provider)
+        unsampled = trace.SpanContext(
+            trace_id=0x1234, span_id=0x5678, is_remote=True, trace_flags=trace.TraceFlags(0)
+        )
+        seen: dict[str, Any] = {}
+
+        def call() -> str:
+            seen.setdefault("spans", []).append(trace.get_current_span())
+            if len(seen["spans"]) == 1:
+                raise ConnectionError("down")
+            return "ok"
+
+        with trace.use_span(trace.NonRecordingSpan(unsampled)):
+            assert p.execute(call) == "ok"
+        inner = seen["spans"][0]
+        assert inner.get_span_context().trace_id == 0x1234
+        assert inner.get_span_context().span_id != 0x5678
+        assert not inner.is_recording()
+        assert built == []
+        assert exporter.get_finished_spans() == ()
 
     def test_tracing_switch(self, tracing: Tracing) -> None:
         """configure(tracing=False) stops spans for pipelines already built."""
