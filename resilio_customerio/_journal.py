@@ -101,6 +101,7 @@ class Journal:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._in_tx = False
+        self._recorded: list[tuple[int, str, str, str | None, str | None]] = []
 
     def close(self) -> None:
         """Commit anything pending and close the file."""
@@ -117,6 +118,7 @@ class Journal:
 
     def rows(self) -> Iterator[Row]:
         """Yield every row, by line number."""
+        self._flush()
         cursor = self._db.execute(
             "SELECT line, digest, status, event_ids, detail FROM lines ORDER BY line"
         )
@@ -137,7 +139,17 @@ class Journal:
 
     # -- writing --------------------------------------------------------------------------------
 
+    def _flush(self) -> None:
+        if self._recorded:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO lines (line, digest, status, event_ids, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                self._recorded,
+            )
+            self._recorded.clear()
+
     def _begin(self) -> None:
+        self._flush()
         if not self._in_tx:
             self._db.execute("BEGIN")
             self._in_tx = True
@@ -162,6 +174,8 @@ class Journal:
     ) -> None:
         """Insert or replace a line's row (made durable by the next :meth:`commit`).
 
+        Rows are written in bulk when the journal is next read, changed or committed.
+
         Args:
             line: 1-based line number.
             line_digest: Digest of the line's bytes.
@@ -169,12 +183,9 @@ class Journal:
             event_ids: ULIDs assigned to the line.
             detail: A short, payload-free explanation.
         """
-        self._begin()
-        self._db.execute(
-            "INSERT OR REPLACE INTO lines (line, digest, status, event_ids, detail) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (line, line_digest, status, ",".join(event_ids) or None, detail),
-        )
+        if not self._in_tx:
+            self._begin()
+        self._recorded.append((line, line_digest, status, ",".join(event_ids) or None, detail))
 
     def update(self, line: int, status: str, detail: str | None = None) -> None:
         """Change a line's status, keeping its digest and ULIDs.
@@ -187,6 +198,18 @@ class Journal:
         self._begin()
         self._db.execute(
             "UPDATE lines SET status = ?, detail = ? WHERE line = ?", (status, detail, line)
+        )
+
+    def update_many(self, changes: Iterable[tuple[int, str, str | None]]) -> None:
+        """Change several lines' statuses at once (a finished batch request).
+
+        Args:
+            changes: ``(line, status, detail)`` triples.
+        """
+        self._begin()
+        self._db.executemany(
+            "UPDATE lines SET status = ?, detail = ? WHERE line = ?",
+            ((status, detail, line) for line, status, detail in changes),
         )
 
     def reset_status(self, status: str) -> int:
@@ -206,6 +229,7 @@ class Journal:
 
     def commit(self) -> None:
         """Make every change so far durable."""
+        self._flush()
         if self._in_tx:
             self._db.execute("COMMIT")
             self._in_tx = False

@@ -356,6 +356,7 @@ class _Run:
 
     def finish(self, work: _Work, outcomes: list[tuple[str, str | None]]) -> None:
         """Record a request's outcome for each of its lines (main thread)."""
+        changes: list[tuple[int, str, str | None]] = []
         for line, (status, detail) in zip(work.lines, outcomes, strict=True):
             if status == "auth":
                 if self.aborted is None:
@@ -363,10 +364,11 @@ class _Run:
                 if line.spec.idempotent:
                     continue  # stays pending: resent with the same ULIDs after the fix
                 status = "dead"
-            self.journal.update(line.number, status, detail)
+            changes.append((line.number, status, detail))
             self._finish_counted(status)
             if status == "sent":
                 self.stats.sent_this_run += 1
+        self.journal.update_many(changes)
         now = time.monotonic()
         if now - self.last_commit >= _COMMIT_EVERY:
             self.journal.commit()
