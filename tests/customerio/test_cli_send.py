@@ -406,3 +406,32 @@ class TestBatchOption:
         parser = cli.build_parser()
         assert parser.parse_args(["send", "in.jsonl", "--batch", "50"]).batch == 50
         assert parser.parse_args(["send", "in.jsonl"]).batch == 0
+
+
+class TestJournalWrites:
+    def test_recorded_rows_are_read_back_and_durable_after_commit(self, tmp_path: Path) -> None:
+        """Rows recorded in bulk are visible at once and still there after commit and reopen."""
+        path = tmp_path / "j.journal"
+        with Journal(path) as journal:
+            journal.record(1, "d1", "pending", [EID_A])
+            journal.record(2, "d2", "pending")
+            assert [(r.line, r.status, r.event_ids) for r in journal.rows()] == [
+                (1, "pending", (EID_A,)),
+                (2, "pending", ()),
+            ]
+            journal.update_many([(1, "sent", None), (2, "dead", "refused")])
+            journal.commit()
+        with Journal(path) as journal:
+            assert [(r.line, r.status, r.detail) for r in journal.rows()] == [
+                (1, "sent", None),
+                (2, "dead", "refused"),
+            ]
+
+    def test_uncommitted_rows_are_lost_with_the_process(self, tmp_path: Path) -> None:
+        """A row recorded but never committed is not in the file another reader opens."""
+        path = tmp_path / "j.journal"
+        journal = Journal(path)
+        journal.record(1, "d1", "pending")
+        with Journal(path) as other:
+            assert list(other.rows()) == []
+        journal.close()
