@@ -225,7 +225,9 @@ class Pipeline:
                 :class:`resilio.Rejected` if a policy refused the call.
             TypeError: If ``fn`` is a generator function or returns a coroutine.
         """
-        _refuse_generator(fn)
+        code = getattr(fn, "__code__", None)
+        if code is not None and code.co_flags & _CO_GENERATORS:
+            _refuse_generator(fn)
         ctx = context if context is not None else Context(self.name)
         ctx.pipeline = self.name
         ctx._clock = self.clock
@@ -265,7 +267,9 @@ class Pipeline:
                 :class:`resilio.Rejected` if a policy refused the call.
             TypeError: If ``fn`` is a generator or async generator function.
         """
-        _refuse_generator(fn)
+        code = getattr(fn, "__code__", None)
+        if code is not None and code.co_flags & _CO_GENERATORS:
+            _refuse_generator(fn)
         ctx = context if context is not None else Context(self.name)
         ctx.pipeline = self.name
         ctx._clock = self.clock
