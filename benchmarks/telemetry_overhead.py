@@ -177,7 +177,7 @@ def overhead_section(quick: bool = False) -> bool:
     Returns:
         Whether a target was missed.
     """
-    number, repeat, rounds = (20_000, 3, 1) if quick else (50_000, 7, 3)
+    number, repeat, rounds = (20_000, 5, 2) if quick else (50_000, 7, 3)
     lines, failed = table(*measure(number, repeat, rounds))
     print()
     print("\n".join(lines))
