@@ -63,7 +63,7 @@ def configure(
     attempt_durations: bool | None = None,
     logging: bool | None = None,
     health: bool | None = None,
-) -> dict[str, bool]:
+) -> dict[str, bool | None]:
     """Switch kinds of telemetry on or off for every pipeline of the process, at once.
 
     Arguments left to ``None`` keep their current value. Switches are read on every execution,
@@ -84,7 +84,8 @@ def configure(
             setting it here, on or off, overrides that.
 
     Returns:
-        The switches as they were before the call (pass them back as keywords to restore).
+        The switches as they were before the call (pass them back as keywords to restore; a
+        ``health`` of ``None``, "from first use", restores as "keep").
     """
     before = settings()
     if tracing is not None:
@@ -103,13 +104,17 @@ def configure(
     return before
 
 
-def settings() -> dict[str, bool]:
-    """Return the current switches, as keywords :func:`configure` accepts."""
+def settings() -> dict[str, bool | None]:
+    """Return the current switches, as keywords :func:`configure` accepts.
+
+    ``health`` is ``None`` while health statistics wait for the first use of health (neither
+    started nor set with :func:`configure`).
+    """
     return {
         "tracing": SWITCHES.tracing,
         "metrics": SWITCHES.metrics,
         "durations": SWITCHES.durations,
         "attempt_durations": SWITCHES.attempt_durations,
         "logging": SWITCHES.logging,
-        "health": SWITCHES.health,
+        "health": SWITCHES.health if SWITCHES.health or SWITCHES.health_set else None,
     }

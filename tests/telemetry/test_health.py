@@ -82,7 +82,7 @@ class TestStatus:
         """Latencies and last times are kept only once health was used, unless configured."""
         p = Pipeline([], name="lazy", clock=clock)
         p.execute(lambda: 1)
-        assert telemetry.settings()["health"] is False
+        assert telemetry.settings()["health"] is None
         first = health(p).pipeline("lazy")
         assert (first.latency, first.last_success) == ({}, None)
         clock.advance(0.5)
@@ -90,6 +90,15 @@ class TestStatus:
         second = health(p).pipeline("lazy")
         assert second.latency["count"] == 1
         assert second.last_success == pytest.approx(clock.time())
+
+    def test_restoring_settings_keeps_first_use(self, clock: FakeClock) -> None:
+        """Passing settings() back to configure() does not pin health statistics off."""
+        before = telemetry.configure(logging=False)
+        telemetry.configure(**before)
+        p = Pipeline([], name="restored", clock=clock)
+        health(p)
+        p.execute(lambda: 1)
+        assert health(p).pipeline("restored").latency["count"] == 1
 
     def test_configured_off_stays_off(self, clock: FakeClock) -> None:
         """configure(health=False) is not undone by using health."""
