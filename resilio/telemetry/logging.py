@@ -1,7 +1,8 @@
-"""Structured logs of policy events through structlog.
+"""Structured logs of policy events, through structlog or the standard library's ``logging``.
 
-Events are logged on the ``"resilio"`` logger (``structlog.get_logger("resilio")``, a lazy proxy:
-resilio never configures structlog; the application does). Each log line is named
+Events are logged on the ``"resilio"`` logger: ``structlog.get_logger("resilio")`` when the
+application has configured structlog, else the standard library logger ``"resilio"`` (see
+:mod:`resilio.telemetry._log`; resilio configures neither). Each log line is named
 ``resilio.<event name>`` (``resilio.retry.scheduled``, ``resilio.circuit.opened``, ...) and carries
 the event's fields as key-value pairs: pipeline, policy, operation, attempt and the event's own
 fields. Events never hold arguments, results, payloads or exception messages, so neither do logs.
@@ -16,14 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-import structlog
 
 from resilio.events import CircuitClosed, CircuitOpened, Event, RetryGaveUp, RetryScheduled
+from resilio.telemetry._log import log
 from resilio.telemetry._settings import SWITCHES
 
 __all__ = ["LEVELS", "log_event"]
-
-_logger = structlog.get_logger("resilio")
 
 LEVELS: dict[type[Event], str] = {
     RetryScheduled: "warning",
@@ -63,5 +62,4 @@ def log_event(event: Event) -> None:
     """Log one policy event at its level (a listener; off with ``configure(logging=False)``)."""
     if not SWITCHES.logging:
         return
-    method = getattr(_logger, _level(type(event)))
-    method("resilio." + event.name, **event_fields(event))
+    log(_level(type(event)), "resilio." + event.name, **event_fields(event))
