@@ -4,8 +4,16 @@
 :class:`HealthReport`:
 
 * **unhealthy** when a circuit breaker is open or an active probe failed;
-* **degraded** when a breaker is half-open or an outbox has grown at each of the last three reports;
+* **degraded** when a breaker is half-open, a shared breaker lost its store (it runs on local
+  state), or an outbox has grown at each of the last three reports;
 * **healthy** otherwise.
+
+Pipelines are reported one entry each, even when several share a name: those entries have
+``duplicate_name`` set and the report's ``warnings`` says so (and :meth:`HealthReport.pipeline`
+refuses to pick one), so no pipeline is hidden behind another of the same name.
+
+Every part that is not healthy adds a short reason to the report's ``reasons`` (and to its
+pipeline's), e.g. ``"pipeline 'billing': circuit_breaker 'cb': store_degraded"``.
 
 Per pipeline it gives breaker states, the time of the last success and the last failure, latency
 percentiles over the last :data:`~resilio.telemetry.metrics.RING_SIZE` executions, bulkhead and
@@ -19,11 +27,11 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from attrs import field, frozen
+from attrs import evolve, field, frozen
 
 from resilio._clock import SYSTEM_CLOCK
 from resilio.events import error_type_name
@@ -92,13 +100,20 @@ class PolicyHealth:
         kind: The policy's kind (``"circuit_breaker"``, ``"bulkhead"``, ...).
         state: A breaker's state (``"closed"``, ``"half_open"``, ``"open"``), else ``None``.
         saturation: For bulkheads and rate limiters, how full they are (0.0 to 1.0), if known.
-        details: Other public figures of the policy (in use, queued, available, ...).
+        status: The policy's own status: ``"unhealthy"`` for an open breaker, ``"degraded"``
+            for a half-open one or a shared one whose store is unreachable, else ``"healthy"``.
+        reason: Why it is not healthy (``"open"``, ``"half_open"``, ``"store_degraded"``), else
+            ``None``.
+        details: Other public figures of the policy (in use, queued, available,
+            ``store_degraded`` for shared breakers, ...).
     """
 
     name: str
     kind: str
     state: str | None = None
     saturation: float | None = None
+    status: str = HEALTHY
+    reason: str | None = None
     details: Mapping[str, float | int | str | bool] = field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +123,8 @@ class PolicyHealth:
             "kind": self.kind,
             "state": self.state,
             "saturation": self.saturation,
+            "status": self.status,
+            "reason": self.reason,
             **dict(self.details),
         }
 
@@ -123,6 +140,9 @@ class PipelineHealth:
         last_failure: Wall-clock time of the last failure, rejection or fallback, if any.
         latency: ``p50``, ``p95``, ``p99`` (seconds) and ``count`` of recent executions.
         policies: The state of each policy that has one to report.
+        reasons: Why the pipeline is not healthy, one line per policy
+            (``"circuit_breaker 'cb': store_degraded"``); empty when healthy.
+        duplicate_name: Whether another pipeline in the same report has this name.
     """
 
     name: str
@@ -131,6 +151,8 @@ class PipelineHealth:
     last_failure: float | None = None
     latency: Mapping[str, float] = field(factory=dict)
     policies: tuple[PolicyHealth, ...] = ()
+    reasons: tuple[str, ...] = ()
+    duplicate_name: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the pipeline's health as JSON-ready values."""
@@ -141,6 +163,8 @@ class PipelineHealth:
             "last_failure": self.last_failure,
             "latency": dict(self.latency),
             "policies": [p.to_dict() for p in self.policies],
+            "reasons": list(self.reasons),
+            "duplicate_name": self.duplicate_name,
         }
 
 
@@ -154,6 +178,11 @@ class HealthReport:
         pipelines: One entry per pipeline.
         outboxes: Per outbox name: ``depth`` (``None`` if it could not be read) and ``growing``.
         probes: Per operation: ``ok``, ``error_type`` (class name only) and ``duration``.
+        reasons: Why the report is not healthy, one line per cause
+            (``"pipeline 'billing': circuit_breaker 'cb': open"``, ``"outbox 'mail': growing"``,
+            ``"probe 'customerio.track': failed"``); empty when healthy.
+        warnings: Problems with the report itself, such as several pipelines sharing a name
+            (``"2 pipelines are named 'billing'"``); they do not change the status.
     """
 
     status: str
@@ -161,6 +190,8 @@ class HealthReport:
     pipelines: tuple[PipelineHealth, ...] = ()
     outboxes: Mapping[str, Mapping[str, Any]] = field(factory=dict)
     probes: Mapping[str, Mapping[str, Any]] = field(factory=dict)
+    reasons: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def http_status(self) -> int:
@@ -172,11 +203,17 @@ class HealthReport:
 
         Raises:
             KeyError: If no pipeline of that name is in the report.
+            LookupError: If several pipelines have that name (look through ``pipelines``).
         """
-        for entry in self.pipelines:
-            if entry.name == name:
-                return entry
-        raise KeyError(f"no pipeline named {name!r} in this health report")
+        found = [entry for entry in self.pipelines if entry.name == name]
+        if not found:
+            raise KeyError(f"no pipeline named {name!r} in this health report")
+        if len(found) > 1:
+            raise LookupError(
+                f"{len(found)} pipelines are named {name!r} in this health report; "
+                "look through report.pipelines (their entries have duplicate_name set)"
+            )
+        return found[0]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready values."""
@@ -186,6 +223,8 @@ class HealthReport:
             "pipelines": [p.to_dict() for p in self.pipelines],
             "outboxes": {k: dict(v) for k, v in self.outboxes.items()},
             "probes": {k: dict(v) for k, v in self.probes.items()},
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
         }
 
 
@@ -220,11 +259,47 @@ def _option(policy: Policy, *names: str) -> float | int | None:
     return None
 
 
+def _store_degraded(policy: Policy) -> bool | None:
+    """Whether a shared breaker runs on local state because its store failed (None: no store)."""
+    if getattr(getattr(policy, "options", None), "store", None) is None:
+        return None
+    snapshot = getattr(policy, "snapshot", None)
+    if not callable(snapshot):
+        return None
+    try:
+        return bool(getattr(snapshot(), "degraded", False))
+    except Exception:  # a breaker whose snapshot cannot be read is reported without it
+        return None
+
+
+def _breaker_health(policy: Policy) -> PolicyHealth:
+    state = state_name(policy) or "unknown"
+    details: dict[str, float | int | str | bool] = {}
+    degraded = _store_degraded(policy)
+    if degraded is not None:
+        details["store_degraded"] = degraded
+    status, reason = HEALTHY, None
+    if state == "open":
+        status, reason = UNHEALTHY, "open"
+    elif state == "half_open":
+        status, reason = DEGRADED, "half_open"
+    elif degraded:
+        status, reason = DEGRADED, "store_degraded"
+    return PolicyHealth(
+        name=policy.name,
+        kind=policy.kind,
+        state=state,
+        status=status,
+        reason=reason,
+        details=details,
+    )
+
+
 def _policy_health(policy: Policy, clock: Clock) -> PolicyHealth | None:
     kind = policy.kind
     details: dict[str, float | int | str | bool] = {}
     if kind == "circuit_breaker":
-        return PolicyHealth(name=policy.name, kind=kind, state=state_name(policy) or "unknown")
+        return _breaker_health(policy)
     if kind == "bulkhead":
         in_use, queued = (
             _number(getattr(policy, "in_use", None)),
@@ -275,10 +350,8 @@ def _pipeline_health(pipeline: Any, stats: PipelineStats | None) -> PipelineHeal
         for p in (_policy_health(policy, clock) for policy in getattr(pipeline, "policies", ()))
         if p
     )
-    statuses = [
-        UNHEALTHY if p.state == "open" else DEGRADED if p.state == "half_open" else HEALTHY
-        for p in policies
-    ]
+    statuses = [p.status for p in policies]
+    reasons = tuple(f"{p.kind} {p.name!r}: {p.reason}" for p in policies if p.reason)
     latency: dict[str, float] = {}
     last_success = last_failure = None
     if stats is not None:
@@ -292,7 +365,21 @@ def _pipeline_health(pipeline: Any, stats: PipelineStats | None) -> PipelineHeal
         last_failure=last_failure,
         latency=latency,
         policies=policies,
+        reasons=reasons,
     )
+
+
+def _mark_duplicates(
+    entries: tuple[PipelineHealth, ...],
+) -> tuple[tuple[PipelineHealth, ...], list[str]]:
+    counts = Counter(entry.name for entry in entries)
+    if all(n == 1 for n in counts.values()):
+        return entries, []
+    marked = tuple(
+        evolve(entry, duplicate_name=True) if counts[entry.name] > 1 else entry for entry in entries
+    )
+    warnings = [f"{n} pipelines are named {name!r}" for name, n in counts.items() if n > 1]
+    return marked, warnings
 
 
 def _resolve(source: Any) -> list[Any]:
@@ -306,9 +393,9 @@ def _resolve(source: Any) -> list[Any]:
         source = pipelines
     elif callable(pipelines):
         source = pipelines()
-    if isinstance(source, Mapping):
-        return list(source.values())
-    return list(source)
+    items = source.values() if isinstance(source, Mapping) else source
+    unique = {id(pipeline): pipeline for pipeline in items}  # the same pipeline listed twice
+    return list(unique.values())
 
 
 def _outboxes() -> dict[str, dict[str, Any]]:
@@ -361,18 +448,23 @@ def health(source: Any = None, *, probe: bool = False) -> HealthReport:
 
     with _lock:
         known = dict(_pipelines.items())
-    entries = tuple(
-        _pipeline_health(pipeline, known.get(pipeline)) for pipeline in _resolve(source)
+    entries, warnings = _mark_duplicates(
+        tuple(_pipeline_health(pipeline, known.get(pipeline)) for pipeline in _resolve(source))
     )
     outboxes = _outboxes()
     probes = _run_probes(time.monotonic) if probe else {}
     statuses = [entry.status for entry in entries]
     statuses.extend(DEGRADED for o in outboxes.values() if o["growing"])
     statuses.extend(UNHEALTHY for p in probes.values() if not p["ok"])
+    reasons = [f"pipeline {e.name!r}: {r}" for e in entries for r in e.reasons]
+    reasons.extend(f"outbox {name!r}: growing" for name, o in outboxes.items() if o["growing"])
+    reasons.extend(f"probe {name!r}: failed" for name, p in probes.items() if not p["ok"])
     return HealthReport(
         status=_worst(statuses),
         checked_at=time.time(),
         pipelines=entries,
         outboxes=outboxes,
         probes=probes,
+        reasons=tuple(reasons),
+        warnings=tuple(warnings),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any, ClassVar
 
 import pytest
@@ -10,6 +11,9 @@ import pytest
 import resilio
 from resilio import CircuitBreaker, Pipeline, telemetry
 from resilio.policies._base import Env, Layer, Policy
+from resilio.stores import MemoryBreakerStore
+from resilio.stores._protocols import SharedBreakerState
+from resilio.stores.redis import StoreUnavailable
 from resilio.telemetry import metrics as resilio_metrics
 from resilio.telemetry.health import health, register_probe, unregister_probe
 from resilio.testing import FakeClock
@@ -29,6 +33,24 @@ class _Limiter(Policy):
 
     def make_layer(self, inner: Layer, env: Env) -> Layer:
         return Layer(inner, env, self)
+
+
+class _FlakyStore(MemoryBreakerStore):
+    """A breaker store that raises StoreUnavailable, as a real one does, while ``down``."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.down = True
+
+    def load(self, name: str) -> SharedBreakerState:
+        if self.down:
+            raise StoreUnavailable("breaker store is unavailable")
+        return super().load(name)
+
+    def record(self, name: str, **kwargs: Any) -> SharedBreakerState:
+        if self.down:
+            raise StoreUnavailable("breaker store is unavailable")
+        return super().record(name, **kwargs)
 
 
 class TestStatus:
@@ -178,5 +200,103 @@ class TestOutboxesAndProbes:
             "kind": "circuit_breaker",
             "state": "closed",
             "saturation": None,
+            "status": "healthy",
+            "reason": None,
         }
-        assert set(data) == {"status", "checked_at", "pipelines", "outboxes", "probes"}
+        assert data["pipelines"][0]["reasons"] == []
+        assert data["pipelines"][0]["duplicate_name"] is False
+        assert set(data) == {
+            "status",
+            "checked_at",
+            "pipelines",
+            "outboxes",
+            "probes",
+            "reasons",
+            "warnings",
+        }
+
+
+class TestSharedBreaker:
+    def test_unreachable_store_degrades_then_recovers(self, clock: FakeClock) -> None:
+        """A breaker whose shared store fails degrades its pipeline and the report, with reasons."""
+        store = _FlakyStore(clock)
+        breaker = CircuitBreaker(name="cb", store=store, sync_interval=1.0)
+        p = Pipeline([breaker], name="billing", clock=clock)
+        assert p.execute(lambda: 1) == 1
+        report = health(p)
+        assert (report.status, report.http_status) == ("degraded", 200)
+        entry = report.pipeline("billing")
+        assert entry.status == "degraded"
+        assert entry.policies[0].state == "closed"
+        assert (entry.policies[0].status, entry.policies[0].reason) == (
+            "degraded",
+            "store_degraded",
+        )
+        assert entry.policies[0].details == {"store_degraded": True}
+        assert entry.reasons == ("circuit_breaker 'cb': store_degraded",)
+        assert report.reasons == ("pipeline 'billing': circuit_breaker 'cb': store_degraded",)
+        store.down = False
+        clock.advance(2)
+        p.execute(lambda: 1)
+        report = health(p)
+        assert report.status == "healthy"
+        assert report.pipeline("billing").policies[0].details == {"store_degraded": False}
+        assert report.reasons == ()
+
+    def test_redis_store_on_a_closed_port_degrades(self) -> None:
+        """A breaker sharing state through a RedisStore that cannot connect is reported degraded."""
+        from resilio.stores.redis import RedisStore
+
+        with socket.socket() as sock:  # a port nothing listens on
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        store = RedisStore(url=f"redis://127.0.0.1:{port}/0", socket_timeout=0.2)
+        p = Pipeline([CircuitBreaker(name="shared", store=store)], name="redis-down")
+        assert p.execute(lambda: 7) == 7
+        report = health(p)
+        assert report.status == "degraded"
+        assert report.pipeline("redis-down").policies[0].reason == "store_degraded"
+
+    def test_open_beats_store_degraded(self, clock: FakeClock) -> None:
+        """An open shared breaker with an unreachable store is unhealthy, its reason "open"."""
+        breaker = CircuitBreaker(name="cb", failure_threshold=1, store=_FlakyStore(clock))
+        p = Pipeline([breaker], name="both", clock=clock)
+        with pytest.raises(ConnectionError):
+            p.execute(_failing)
+        report = health(p)
+        assert report.status == "unhealthy"
+        policy = report.pipeline("both").policies[0]
+        assert (policy.state, policy.reason, policy.details) == (
+            "open",
+            "open",
+            {"store_degraded": True},
+        )
+
+
+class TestDuplicateNames:
+    def test_same_name_is_reported_twice_with_a_warning(self, clock: FakeClock) -> None:
+        """Two pipelines with one name both appear, marked duplicate_name, with a report warning."""
+        a = Pipeline([CircuitBreaker(failure_threshold=1)], name="dup", clock=clock)
+        b = Pipeline([CircuitBreaker()], name="dup", clock=clock)
+        other = Pipeline([], name="solo", clock=clock)
+        with pytest.raises(ConnectionError):
+            a.execute(_failing)
+        report = health([a, b, other])
+        assert [(e.name, e.status, e.duplicate_name) for e in report.pipelines] == [
+            ("dup", "unhealthy", True),
+            ("dup", "healthy", True),
+            ("solo", "healthy", False),
+        ]
+        assert report.warnings == ("2 pipelines are named 'dup'",)
+        assert report.status == "unhealthy"
+        assert report.to_dict()["warnings"] == ["2 pipelines are named 'dup'"]
+        with pytest.raises(LookupError, match="2 pipelines are named 'dup'"):
+            report.pipeline("dup")
+        assert report.pipeline("solo").name == "solo"
+
+    def test_same_pipeline_listed_twice_is_one_entry(self, clock: FakeClock) -> None:
+        """A pipeline given twice (or under two keys) is one entry, not a duplicate name."""
+        p = Pipeline([], name="once", clock=clock)
+        report = health({"a": p, "b": p})
+        assert [(e.name, e.duplicate_name) for e in report.pipelines] == [("once", False)]
+        assert report.warnings == ()
