@@ -133,6 +133,7 @@ class Pipeline:
         self._listeners: list[Listener] = list(listeners)
         from resilio.plugins import _runtime
 
+        _runtime.prepare()  # discover plugins now, not in the first failing call
         # apply_operation answers nothing: it gives the context its operation's idempotence.
         classifiers: list[Classifier] = [_runtime.apply_operation]
         if classifier is not None:

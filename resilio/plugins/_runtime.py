@@ -1,9 +1,12 @@
 """The plugin system as the pipeline's hot code sees it: cheap when nobody registered anything.
 
-These functions are called only on the failure path (classification) or when an event happens.
-The plugin manager is built lazily the first time one of them needs it. If building it fails
-(a broken plugin), the failure is logged once and calls go on without plugins; configuration
-loading and the ``resilio`` command report the error itself.
+The plugin manager is built when the first :class:`resilio.Pipeline` is constructed
+(:func:`prepare`), never when resilio is imported: discovering entry points and importing plugins
+takes tens to hundreds of milliseconds, which a first failure must not pay (on an event loop it
+would block every task). The other functions are called only on the failure path
+(classification) or when an event happens; they build the manager themselves if it was reset
+since. If building it fails (a broken plugin), the failure is logged once and calls go on without
+plugins; configuration loading and the ``resilio`` command report the error itself.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "classify_with_plugins",
     "emit_event",
     "install",
+    "prepare",
     "remove_global_listener",
     "subscribe",
     "uninstall",
@@ -38,6 +42,9 @@ _loaded = False
 _operations: Mapping[str, Operation] = {}
 _classify_hook: Callable[..., Any] | None = None
 _event_impls: tuple[tuple[str, Callable[..., Any]], ...] = ()
+# True while prepare() builds the plugin system: a plugin that constructs a pipeline while it is
+# being imported must not start a second, nested build.
+_preparing = False
 
 
 def add_global_listener(listener: Listener) -> None:
@@ -91,6 +98,23 @@ def uninstall() -> None:
     _operations = {}
     _classify_hook = None
     _event_impls = ()
+
+
+def prepare() -> None:
+    """Build the plugin system now unless it is built (called when a pipeline is constructed).
+
+    Pipelines call this from their constructor so that plugin discovery happens once, up front,
+    rather than inside the first failing call. Nothing happens if the system is already built or
+    being built; a broken plugin is logged and pipelines run without plugins.
+    """
+    global _preparing
+    if _loaded or _preparing:
+        return
+    _preparing = True
+    try:
+        _load()
+    finally:
+        _preparing = False
 
 
 def _load() -> None:

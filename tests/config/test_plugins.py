@@ -70,23 +70,33 @@ class TestDiscovery:
         assert info.hooks == ("resilio_classify", "resilio_event", "resilio_register_operations")
         assert system.catalog.operations.provider("acme.ping") == "acme"
 
-    def test_manager_is_not_built_at_import(self) -> None:
-        """Importing resilio and building a pipeline does not build the plugin manager."""
-        Pipeline([], name="p", telemetry=False)
+    def test_manager_is_built_when_a_pipeline_is_constructed(self) -> None:
+        """Constructing a pipeline builds the plugin manager, so no failure has to build it."""
         assert manager._system is None
-        assert _runtime._loaded is False
+        Pipeline([], name="p", telemetry=False)
+        assert manager._system is not None
+        assert _runtime._loaded is True
 
-    def test_importing_and_succeeding_loads_no_plugin_machinery(self) -> None:
-        """In a fresh process, importing resilio and a first-try success import no pluggy."""
+    def test_importing_loads_no_plugin_machinery_and_a_failure_imports_nothing(self) -> None:
+        """In a fresh process, import loads no pluggy; the first failure imports no module."""
         import subprocess
         import sys
 
         code = (
             "import sys, resilio\n"
-            "p = resilio.Pipeline([resilio.Retry(attempts=3)], name='p')\n"
-            "assert p.execute(lambda: 1) == 1\n"
-            "print(sorted(m for m in ('pluggy', 'resilio.plugins.manager',"
-            " 'importlib.metadata') if m in sys.modules))\n"
+            "names = ('pluggy', 'resilio.plugins.manager', 'importlib.metadata')\n"
+            "print(sorted(m for m in names if m in sys.modules))\n"
+            "p = resilio.Pipeline([resilio.Retry(attempts=2)], name='p', telemetry=False,\n"
+            "                     clock=__import__('resilio.testing').testing.FakeClock())\n"
+            "print(sorted(m for m in names if m in sys.modules))\n"
+            "before = set(sys.modules)\n"
+            "def fail():\n"
+            "    raise ConnectionError('down')\n"
+            "try:\n"
+            "    p.execute(fail)\n"
+            "except ConnectionError:\n"
+            "    pass\n"
+            "print(sorted(set(sys.modules) - before))\n"
         )
         root = Path(__file__).resolve().parents[2]
         proc = subprocess.run(
@@ -98,7 +108,37 @@ class TestDiscovery:
             check=True,
             timeout=60,
         )
-        assert proc.stdout.strip() == "[]"
+        at_import, after_construction, at_failure = proc.stdout.strip().splitlines()
+        assert at_import == "[]"
+        assert after_construction == "['importlib.metadata', 'pluggy', 'resilio.plugins.manager']"
+        assert at_failure == "[]"
+
+    def test_plugin_constructing_a_pipeline_while_loading_does_not_recurse(
+        self, site: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A plugin module that builds a pipeline at import is loaded once, without recursion."""
+        make_distribution(
+            site,
+            "eager_dist",
+            {"eager": "eager_plugin"},
+            {
+                "eager_plugin.py": ACME_PLUGIN.replace("acme.ping", "eager.ping")
+                + "\nPIPE = resilio.Pipeline([], name='eager', telemetry=False)\n"
+            },
+        )
+        builds = []
+        real_build = manager._build
+
+        def counting_build() -> manager.PluginSystem:
+            builds.append(1)
+            return real_build()
+
+        monkeypatch.setattr(manager, "_build", counting_build)
+        Pipeline([], name="p", telemetry=False)
+        system = manager.plugin_system()
+        assert len(builds) == 1
+        assert [p.name for p in system.plugins].count("eager") == 1
+        assert "eager.ping" in system.catalog.operations
 
     def test_blocked_plugin_is_not_loaded(
         self, site: Path, monkeypatch: pytest.MonkeyPatch
