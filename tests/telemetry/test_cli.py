@@ -27,23 +27,59 @@ class TestCli:
         args = parser.parse_args(["health", "--serve", "8080", "--config", "x.yaml"])
         assert (args.serve, args.config, args.probe, args.func) == (8080, "x.yaml", False, cli.run)
 
-    def test_prints_report(self, capsys: pytest.CaptureFixture[str]) -> None:
-        """Without --serve the report is printed as JSON with exit status 1 only when unhealthy."""
+    @pytest.mark.parametrize("extra", [[], ["--probe"], ["--serve", "0"]])
+    def test_config_is_required(self, extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+        """Without --config, the report and --serve stop with exit 2 and a message naming it."""
         p = Pipeline([], name="cli-visible")
-        code = cli.main(["health"])
-        data = json.loads(capsys.readouterr().out)
-        assert code == (1 if data["status"] == "unhealthy" else 0)
-        assert "cli-visible" in [entry["name"] for entry in data["pipelines"]]
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["health", *extra])
+        assert stopped.value.code == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert "--config FILE is required" in captured.err
+        assert "wsgi_app()" in captured.err
         del p
 
+    def test_config_is_required_through_the_resilio_command(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`resilio health` (the main command) refuses to run without --config, exit 2."""
+        from resilio.cli import main as resilio_main
+
+        with pytest.raises(SystemExit) as stopped:
+            resilio_main(["health"])
+        assert stopped.value.code == 2
+        assert "--config FILE is required" in capsys.readouterr().err
+
+    def test_run_without_parser_still_refuses(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """run() given a bare namespace without config exits 2 with the same message."""
+        args = argparse.Namespace(config=None, serve=None, host="127.0.0.1", probe=False)
+        with pytest.raises(SystemExit) as stopped:
+            cli.run(args)
+        assert stopped.value.code == 2
+        assert "--config FILE is required" in capsys.readouterr().err
+
+    def test_help_is_plain_text(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """`resilio health --help` shows no reStructuredText markup and says --config is needed."""
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["health", "--help"])
+        assert stopped.value.code == 0
+        text = capsys.readouterr().out
+        for markup in ("``", ":func:", ":class:", ":mod:"):
+            assert markup not in text
+        assert text.startswith("usage: resilio health --config FILE")
+        assert "wsgi_app()" in " ".join(text.split())
+
     def test_config_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-        """--config builds the file's pipelines and reports exactly those."""
+        """--config builds the file's pipelines and reports only those, even with others alive."""
+        alive = Pipeline([], name="cli-visible")
         path = tmp_path / "resilio.yaml"
         path.write_text("pipelines:\n  orders.create:\n    - circuit_breaker: {}\n")
         assert cli.main(["health", "--config", str(path)]) == 0
         data = json.loads(capsys.readouterr().out)
         assert [p["name"] for p in data["pipelines"]] == ["orders.create"]
         assert data["pipelines"][0]["policies"][0]["state"] == "closed"
+        del alive
 
     def test_bad_config_file(self, tmp_path: Path) -> None:
         """A missing config file stops the command with a message naming the file."""
