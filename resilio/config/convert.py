@@ -17,7 +17,9 @@ from typing import Any
 
 import attrs
 
+from resilio.classify import ErrorKind
 from resilio.config.durations import parse_duration
+from resilio.config.env import EnvText, core_scalar
 from resilio.config.fields import (
     NO_DEFAULT,
     OptionField,
@@ -33,7 +35,18 @@ __all__ = ["Converter", "InvalidValueError", "describe", "found"]
 
 
 class InvalidValueError(Exception):
-    """A value did not convert; the message says what was expected and what was found."""
+    """A value did not convert; the message says what was expected and what was found.
+
+    Attributes:
+        path: Where the wrong value is, when deeper than the option (a list item).
+        specific: Whether the error is about a part of the value (an item of a list) rather
+            than its overall shape, so it is the one to report when alternatives all fail.
+    """
+
+    def __init__(self, message: str, path: KeyPath | None = None, *, specific: bool = False):
+        super().__init__(message)
+        self.path = path
+        self.specific = specific
 
 
 def found(value: Any) -> str:
@@ -65,7 +78,17 @@ def describe(tp: Any) -> str:
         return "null"
     if tp is timedelta:
         return "a duration"
+    if tp is ErrorKind:
+        return "an error kind (" + ", ".join(k.value for k in ErrorKind) + ")"
     origin = typing.get_origin(tp)
+    if origin is type:
+        target = typing.get_args(tp)[0] if typing.get_args(tp) else object
+        if isinstance(target, type) and issubclass(target, BaseException):
+            return "an exception type path like 'builtins:ConnectionError'"
+        name = getattr(target, "__name__", "class")
+        return f"an import path 'package.module:Name' of a {name} subclass"
+    if _is_abc(origin, "Callable"):
+        return "an import path 'package.module:name' of a callable"
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
@@ -162,7 +185,7 @@ class Converter:
             except _ReportedError:
                 ok = False
             except InvalidValueError as exc:
-                self.problems.add(key_path, str(exc))
+                self.problems.add(exc.path or key_path, str(exc))
                 ok = False
         for field in fields.values():
             if field.required and field.name not in data:
@@ -180,10 +203,16 @@ class Converter:
             ref = self.resolve_reference(name, value, path)
             if ref is not NotImplemented:
                 return ref
-        if tp is Any or tp is object:
-            return value
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
+        if value.__class__ is EnvText:
+            # A quoted "${VAR}": text where a string is expected, else a YAML 1.2 core scalar.
+            if tp is str or (origin in (typing.Union, types.UnionType) and str in args):
+                value = str(value)
+            else:
+                value = core_scalar(value)
+        if tp is Any or tp is object:
+            return value
         if origin in (typing.Union, types.UnionType):
             return self._union(value, args, path, name)
         if origin is typing.Literal:
@@ -246,14 +275,15 @@ class Converter:
                 or (isinstance(value, str) and value.upper() == member.name)
             ):
                 return member
-        raise InvalidValueError(f"expected {describe(tp)}, found {found(value)}")
+        hint = close_matches(value, [m.value for m in tp]) if isinstance(value, str) else ""
+        raise InvalidValueError(f"expected {describe(tp)}, found {found(value)}{hint}")
 
     def _union(self, value: Any, args: tuple[Any, ...], path: KeyPath, name: str) -> Any:
         if value is None:
             if type(None) in args:
                 return None
             raise InvalidValueError(f"expected {describe(typing.Union[args])}, found null")  # noqa: UP007
-        errors = []
+        errors: list[InvalidValueError] = []
         # Alternatives the value already is an instance of come first.
         ordered = sorted(
             (a for a in args if a is not type(None)),
@@ -265,10 +295,27 @@ class Converter:
             except _ReportedError:
                 raise
             except InvalidValueError as exc:
-                errors.append(str(exc))
+                errors.append(exc)
         if len(errors) == 1:
-            raise InvalidValueError(errors[0])
-        raise InvalidValueError(f"expected {describe(typing.Union[args])}, found {found(value)}")  # noqa: UP007
+            raise errors[0]
+        specific = [e for e in errors if e.specific]
+        if len(specific) == 1:
+            raise specific[0]  # the alternative the value's shape matched, failing on a part
+        if isinstance(value, str) and ":" in value:
+            for arg, error in zip(ordered, errors, strict=True):
+                if typing.get_origin(arg) is type or _is_abc(typing.get_origin(arg), "Callable"):
+                    raise error  # an import path: why it did not import is what matters
+        enums = [a for a in ordered if isinstance(a, type) and issubclass(a, enum.Enum)]
+        hint = ""
+        if isinstance(value, str):
+            hint = close_matches(
+                value, [m.value for a in enums for m in a if m.value == str(m.value)]
+            )
+        # Named choices (error kinds) first: they are what a short word most likely meant.
+        wanted = [describe(a) for a in enums] + [describe(a) for a in ordered if a not in enums]
+        if type(None) in args:
+            wanted.append("null")
+        raise InvalidValueError(f"expected {' or '.join(wanted)}, found {found(value)}{hint}")
 
     def _generic(
         self, value: Any, origin: Any, args: tuple[Any, ...], path: KeyPath, name: str
@@ -297,7 +344,8 @@ class Converter:
         if origin in (list, tuple, set, frozenset) or _is_abc(
             origin, "Sequence", "Iterable", "Collection", "Set", "MutableSequence"
         ):
-            if not isinstance(value, list):
+            listed = isinstance(value, list)
+            if not listed:
                 if origin is tuple and isinstance(value, str) and args and args[-1] is ...:
                     value = [value]  # a single item for a tuple of items
                 else:
@@ -312,13 +360,25 @@ class Converter:
                     for i, (v, a) in enumerate(zip(value, args, strict=True))
                 )
             item_t = args[0] if args else Any
-            items = [self.value(v, item_t, (*path, i), name) for i, v in enumerate(value)]
+            items = [self._item(v, item_t, path, i, name, listed) for i, v in enumerate(value)]
             if origin is list:
                 return items
             if origin in (set, frozenset) or _is_abc(origin, "Set"):
                 return frozenset(items)
             return tuple(items)
         return value
+
+    def _item(self, value: Any, tp: Any, path: KeyPath, index: int, name: str, listed: bool) -> Any:
+        item_path = (*path, index) if listed else path
+        try:
+            return self.value(value, tp, item_path, name)
+        except _ReportedError:
+            raise
+        except InvalidValueError as exc:
+            if exc.specific:
+                raise
+            where = exc.path or (item_path if listed else None)
+            raise InvalidValueError(str(exc), where, specific=True) from None
 
     def _object(self, value: Any, tp: type, path: KeyPath) -> Any:
         if isinstance(value, tp):
@@ -358,7 +418,7 @@ class Converter:
         assert cls is not None
         kwargs = self.options(cls, data, path, {})
         if kwargs is None:
-            raise _ReportedError
+            raise _ReportedError("reported")
         try:
             return cls(**kwargs)
         except (ValueError, TypeError) as exc:

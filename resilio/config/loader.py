@@ -8,6 +8,7 @@ objects are reused when their configuration did not change, which is what hot re
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -300,19 +301,25 @@ class _Builder:
         if isinstance(body, dict) and "ref" in body:
             return self._ref(kind, body, path, shared_name)
         fields = option_fields(cls.options_class)  # type: ignore[attr-defined]
-        if body is None:
-            body = {}
+        if body is None and fields and _no_default_form(cls.options_class):  # type: ignore[attr-defined]
+            body = {fields[0].name: None}  # `- fallback: null` is `value: null`
+        elif body is None:
+            body = {}  # `- retry:` means all defaults
         elif not isinstance(body, dict):
             if not fields:
                 self.problems.add(path, f"{kind} has no options, found {found(body)}")
                 return None
             body = {fields[0].name: body}  # the scalar form: the first option
+            if self.problems.is_reported(path):
+                self.problems.mark_reported((*path, fields[0].name))
         merged = dict(self.defaults.get(kind, {}))
         paths: dict[str, KeyPath] = {key: ("defaults", kind, key) for key in merged}
         merged.update(body)
         for key in body:
             paths.pop(key, None)
         name = merged.pop("name", shared_name)
+        if isinstance(name, str):
+            name = str(name)  # plain text, even from a quoted "${VAR}"
         paths.pop("name", None)
         if name is not None and (not isinstance(name, str) or not name):
             self.problems.add((*path, "name"), f"expected a non-empty string, found {found(name)}")
@@ -424,6 +431,22 @@ class _Placeholder(Policy):
 
 
 _PLACEHOLDER = _Placeholder()
+
+
+@functools.cache
+def _no_default_form(options_class: type) -> bool:
+    """Whether a policy type has no valid all-defaults form although no option is required.
+
+    For such a type (a fallback: exactly one of value, handler, enqueue) a null entry body is
+    the scalar form, the first option set to null, rather than "all defaults".
+    """
+    if any(f.required for f in option_fields(options_class)):
+        return False
+    try:
+        options_class()
+    except Exception:  # any validator refusing the defaults
+        return True
+    return False
 
 
 def _message(exc: BaseException) -> str:

@@ -42,6 +42,7 @@ class Problems:
         self.lines: list[str] = []
         self._values: dict[KeyPath, Location] = {}
         self._keys: dict[KeyPath, Location] = {}
+        self._reported: set[KeyPath] = set()
 
     def mark(self, path: KeyPath, location: Location) -> None:
         """Record where the value at ``path`` starts."""
@@ -50,6 +51,18 @@ class Problems:
     def mark_key(self, path: KeyPath, location: Location) -> None:
         """Record where the key of the value at ``path`` starts."""
         self._keys.setdefault(path, location)
+
+    def mark_reported(self, path: KeyPath) -> None:
+        """Record that the value at ``path`` is wrong and already reported (an unset variable).
+
+        Later problems about that value (it is missing, it has the wrong type) would only
+        repeat the first one, so :meth:`add` drops them; problems about its key are kept.
+        """
+        self._reported.add(path)
+
+    def is_reported(self, path: KeyPath) -> bool:
+        """Whether :meth:`mark_reported` was called for ``path``."""
+        return path in self._reported
 
     def key_location(self, path: KeyPath) -> Location | None:
         """Return where the key of ``path`` is, if known."""
@@ -78,6 +91,8 @@ class Problems:
             key: Point at the key rather than the value (for unknown keys).
             location: An explicit location, overriding the recorded ones.
         """
+        if not key and path in self._reported:
+            return  # the value's own problem (an unset variable) says it already
         where = location if location is not None else self.location(path, key=key)
         prefix = self.source if where is None else f"{self.source}:{where.line}:{where.column}"
         line = f"{prefix}: {format_path(path)}: {message}"

@@ -3,28 +3,79 @@
 YAML is composed into a node tree by a :class:`yaml.SafeLoader` subclass, then walked into plain
 data while recording where each key and value is. Duplicate keys, non-string keys, unsupported
 tags and recursive aliases are reported as problems, never as tracebacks.
+
+Booleans follow YAML 1.2: only ``true`` and ``false`` (``True``, ``TRUE``, ``False``, ``FALSE``)
+are booleans, so keys and values such as ``on``, ``off``, ``yes``, ``no``, ``y`` and ``n`` are
+strings (YAML 1.1, PyYAML's default, reads them as booleans).
+
+``${...}`` references are hidden from the YAML scanner before parsing by replacing each of their
+characters with one private-use character (so lines and columns do not move), which lets an
+unquoted reference stand anywhere a plain scalar can, flow collections included
+(``{attempts: ${ATTEMPTS:-3}}``). Every scalar is decoded back before it is substituted.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from resilio.config.env import has_reference, substitute
+from resilio.config.env import EnvText, has_reference, is_single_reference, substitute
 from resilio.config.problems import KeyPath, Location, Problems
 
-__all__ = ["Document", "read_source"]
+__all__ = ["Document", "looks_like_yaml", "read_source"]
 
 
 _COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+
+# A complete reference on one line; each of its characters is shifted into plane 15's
+# private-use area (U+F0000 + code point), which PyYAML accepts in plain scalars.
+_REFERENCE = re.compile(r"\$\{[^}\n]*\}")
+_SHIFT = 0xF0000
+_MAPPING_KEY = re.compile(r":(?:[ \t]|$)")
+_HIDDEN = re.compile("[\U000f0000-\U000fffff]")
 
 
 class _Loader(yaml.SafeLoader):
-    """A safe loader; scalars are constructed one at a time by :func:`_walk`."""
+    """A safe loader with YAML 1.2 booleans; scalars are constructed one at a time by :func:`_walk`.
+
+    The implicit resolver table is a copy, so PyYAML's own loaders keep YAML 1.1 booleans.
+    """
+
+    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's own class attribute
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+_Loader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _hide(text: str) -> str:
+    """Replace the characters of every ``${...}`` with private-use ones (same length)."""
+    if _HIDDEN.search(text):
+        return text  # the text already uses those characters: leave it alone
+
+    def shift(match: re.Match[str]) -> str:
+        whole = match.group(0)
+        if any(ord(ch) > 0xFFFF for ch in whole):
+            return whole
+        return "".join(chr(_SHIFT + ord(ch)) for ch in whole)
+
+    return _REFERENCE.sub(shift, text)
+
+
+def _unhide(text: str) -> str:
+    if not _HIDDEN.search(text):
+        return text
+    return _HIDDEN.sub(lambda m: chr(ord(m.group(0)) - _SHIFT), text)
 
 
 class Document:
@@ -48,8 +99,8 @@ def read_source(
 ) -> Document:
     """Read a configuration from a path, YAML text or a mapping.
 
-    A string containing a newline, or starting with ``{`` or ``version:``, is YAML text;
-    any other string or path-like is a file name.
+    A string is YAML text when :func:`looks_like_yaml` says so; any other string, and any
+    path-like, is a file name.
 
     Args:
         source: A path, YAML text, or a mapping.
@@ -63,19 +114,26 @@ def read_source(
         problems = Problems("<dict>")
         return Document(_plain(source, (), problems, env, {}), problems, None)
     path: Path | None = None
-    if isinstance(source, os.PathLike) or not _looks_like_yaml(source):
+    if isinstance(source, os.PathLike) or not looks_like_yaml(source):
         path = Path(source)
         problems = Problems(str(path))
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            problems.add((), f"cannot read the file: {getattr(exc, 'strerror', None) or exc}")
+            reason = getattr(exc, "strerror", None) or exc
+            hint = ""
+            if isinstance(exc, FileNotFoundError) and isinstance(source, str):
+                hint = (
+                    " (the string was read as a file name; YAML text needs a newline or a "
+                    "'key: value' mapping, like 'pipelines: {p: [retry: 3]}')"
+                )
+            problems.add((), f"cannot read the file: {reason}{hint}")
             return Document(None, problems, path)
     else:
         text = str(source)
         problems = Problems("<string>")
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = yaml.compose(_hide(text), Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = Location(mark.line + 1, mark.column + 1) if mark is not None else None
@@ -89,9 +147,21 @@ def read_source(
     return Document(data, problems, path)
 
 
-def _looks_like_yaml(text: str) -> bool:
-    stripped = text.lstrip()
-    return "\n" in text or stripped.startswith(("{", "version:", "#"))
+def looks_like_yaml(text: str) -> bool:
+    """Whether a string given as a configuration source is YAML text rather than a file name.
+
+    It is YAML text if it contains a newline, or a colon followed by a space or ending the
+    string (``pipelines: {...}``, ``version:``), or starts with ``{`` or ``#``. File names
+    practically never do.
+
+    Args:
+        text: The string.
+
+    Returns:
+        ``True`` for YAML text.
+    """
+    stripped = text.strip()
+    return "\n" in text or bool(_MAPPING_KEY.search(stripped)) or stripped.startswith(("{", "#"))
 
 
 def _walk(
@@ -167,12 +237,22 @@ def _scalar(
     node: yaml.Node, path: KeyPath, problems: Problems, env: Mapping[str, str], loader: _Loader
 ) -> Any:
     where = Location(node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.ScalarNode) and has_reference(node.value) and "$" in node.value:
+    if isinstance(node, yaml.ScalarNode):
+        raw = _unhide(node.value)
+        if raw is not node.value:
+            tag = node.tag
+            if node.style is None and node.tag == "tag:yaml.org,2002:str":
+                tag = loader.resolve(yaml.ScalarNode, raw, (True, False))  # type: ignore[no-untyped-call]
+            node = yaml.ScalarNode(tag, raw, node.start_mark, node.end_mark, style=node.style)
+    if isinstance(node, yaml.ScalarNode) and has_reference(node.value):
         text, errors = substitute(node.value, env)
         for error in errors:
             problems.add(path, error, location=where)
+        if errors:
+            problems.mark_reported(path)
         if node.tag == "tag:yaml.org,2002:str" and node.style is not None:
-            return text  # quoted: stays a string
+            # quoted: a string, converted to the option's type when it is one whole reference
+            return EnvText(text) if is_single_reference(node.value) else text
         tag = loader.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
         node = yaml.ScalarNode(tag, text, node.start_mark, node.end_mark)
     try:
@@ -215,6 +295,8 @@ def _plain(
         text, errors = substitute(value, env)
         for error in errors:
             problems.add(path, error)
+        if errors:
+            problems.mark_reported(path)
         if text != value and "${" in value:
             loader = _Loader("")
             tag = loader.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]

@@ -183,13 +183,11 @@ class TestProblems:
         ]
 
     def test_missing_env_variable_is_named_with_its_location(self, write: Write) -> None:
-        """A missing ${VAR} without default names the variable and where it is."""
+        """A missing ${VAR} without default names the variable and where it is, only once."""
         path = write("pipelines:\n  p:\n    - timeout:\n        seconds: ${NOT_SET_VAR}\n")
         assert problems_of(path, environ={}) == [
             f"{path}:4:18: pipelines.p[0].timeout.seconds: environment variable NOT_SET_VAR "
             "is not set (use ${NOT_SET_VAR:-default} for a default)",
-            f"{path}:4:18: pipelines.p[0].timeout.seconds: expected a duration like 200ms, 10s, "
-            "5m, 1h or a number of seconds, found null",
         ]
 
     def test_duplicate_keys_are_rejected(self, write: Write) -> None:
@@ -519,3 +517,144 @@ class TestPipelineOptions:
 def _fail_counting(calls: list[int]) -> None:
     calls.append(1)
     raise ConnectionError("down")
+
+
+class TestFallbackOn:
+    def test_on_key_in_a_flow_mapping(self, write: Write) -> None:
+        """An unquoted `on:` key is the option, not the boolean true."""
+        path = write(
+            "pipelines:\n  p:\n    - fallback: {value: 1, on: [transient, 'builtins:KeyError']}\n"
+        )
+        policy = load_config(path, telemetry=False).pipeline("p").policies[0]
+        assert policy.options.on == (resilio.ErrorKind.TRANSIENT, KeyError)
+
+    def test_misspelt_kind_names_the_entry_and_suggests(self, write: Write) -> None:
+        """A wrong `on` entry is reported at its index with what is accepted and a suggestion."""
+        path = write("pipelines:\n  p:\n    - fallback: {value: 1, on: [permanent, transiant]}\n")
+        assert problems_of(path) == [
+            f"{path}:3:44: pipelines.p[0].fallback.on[1]: expected an error kind (transient, "
+            "ambiguous, throttled, permanent) or an exception type path like "
+            "'builtins:ConnectionError', found 'transiant' (did you mean 'transient'?)"
+        ]
+
+    def test_misspelt_kind_as_a_single_value(self) -> None:
+        """`on: <kind>` without a list gets the same message at the option."""
+        assert problems_of(
+            {"pipelines": {"p": [{"fallback": {"value": 1, "on": "trottled"}}]}}
+        ) == [
+            "<dict>: pipelines.p[0].fallback.on: expected an error kind (transient, ambiguous, "
+            "throttled, permanent) or an exception type path like 'builtins:ConnectionError', "
+            "found 'trottled' (did you mean 'throttled'?)"
+        ]
+
+    def test_bad_exception_path_says_why(self) -> None:
+        """An import path that does not import is reported with the import problem."""
+        (problem,) = problems_of(
+            {"pipelines": {"p": [{"fallback": {"value": 1, "on": ["builtins:ConectionError"]}}]}}
+        )
+        assert problem.startswith(
+            "<dict>: pipelines.p[0].fallback.on[0]: cannot import 'builtins:ConectionError'"
+        )
+
+
+class TestEnvironmentValues:
+    def test_unquoted_reference_in_a_flow_mapping_is_an_integer(self, write: Write) -> None:
+        """`retry: {attempts: ${A:-3}}` is valid YAML and gives the integer."""
+        path = write("pipelines:\n  p:\n    - retry: {attempts: ${A:-3}}\n")
+        assert (
+            load_config(path, telemetry=False, environ={"A": "4"})
+            .pipeline("p")
+            .policies[0]
+            .options.attempts
+            == 4
+        )
+        assert (
+            load_config(path, telemetry=False, environ={})
+            .pipeline("p")
+            .policies[0]
+            .options.attempts
+            == 3
+        )
+
+    def test_quoted_whole_reference_takes_the_option_type(self, write: Write) -> None:
+        """A quoted "${VAR}" is converted for non-string options and kept for string ones."""
+        path = write(
+            """
+            pipelines:
+              p:
+                - fallback: {value: "${V}", on: ["${K}"]}
+                - retry: {attempts: "${A:-3}", retry_ambiguous: "${R}"}
+                - timeout: "${T}"
+                - circuit_breaker: {failure_rate: "${F}", name: "${N}"}
+            """
+        )
+        env = {"V": "0x10", "K": "throttled", "R": "TRUE", "T": "1.5", "F": "0.5", "N": "42"}
+        fallback, retry, timeout, breaker = (
+            load_config(path, telemetry=False, environ=env).pipeline("p").policies
+        )
+        assert fallback.options.value == 16
+        assert fallback.options.on == (resilio.ErrorKind.THROTTLED,)
+        assert retry.options.attempts == 3
+        assert retry.options.retry_ambiguous is True
+        assert timeout.options.seconds == 1.5
+        assert breaker.options.failure_rate == 0.5
+        assert breaker.name == "42"
+        assert type(breaker.name) is str
+
+    def test_quoted_reference_with_a_wrong_value(self, write: Write) -> None:
+        """A quoted reference whose value is not an integer says what it found."""
+        path = write('pipelines:\n  p:\n    - retry: {attempts: "${A}"}\n')
+        assert problems_of(path, environ={"A": "three"}) == [
+            f"{path}:3:25: pipelines.p[0].retry.attempts: expected an integer, found 'three'"
+        ]
+
+    def test_missing_variable_for_a_scalar_entry_is_one_problem(self, write: Write) -> None:
+        """`- timeout: ${T}` with T unset reports only the variable, not a missing option."""
+        path = write('pipelines:\n  p:\n    - timeout: ${T}\n    - retry: "${A}"\n')
+        assert problems_of(path, environ={}) == [
+            f"{path}:3:16: pipelines.p[0].timeout: environment variable T is not set "
+            "(use ${T:-default} for a default)",
+            f"{path}:4:14: pipelines.p[1].retry: environment variable A is not set "
+            "(use ${A:-default} for a default)",
+        ]
+
+    def test_missing_variable_keeps_unknown_key_problem(self, write: Write) -> None:
+        """An unknown option whose value is an unset variable is still reported as unknown."""
+        path = write("pipelines:\n  p:\n    - retry: {atempts: ${A}}\n")
+        problems = problems_of(path, environ={})
+        assert len(problems) == 2
+        assert "unknown option 'atempts' (did you mean 'attempts'?)" in problems[1]
+
+
+class TestScalarForms:
+    def test_fallback_null_is_value_null(self, write: Write) -> None:
+        """`- fallback: null` (and `- fallback:`) means `value: null`."""
+        path = write("pipelines:\n  p:\n    - fallback: null\n    - fallback:\n")
+        registry = load_config(path, telemetry=False)
+        for policy in registry.pipeline("p").policies:
+            assert policy.options.value is None
+        assert registry.pipeline("p").execute(lambda: 1 / 0) is None
+
+    def test_empty_retry_still_means_defaults(self) -> None:
+        """`- retry:` (null) keeps meaning all defaults."""
+        registry = load_config({"pipelines": {"p": [{"retry": None}]}}, telemetry=False)
+        assert registry.pipeline("p").policies[0].options.attempts == 3
+
+    def test_empty_timeout_still_reports_the_required_option(self) -> None:
+        """`- timeout:` is still a missing required option, not a null one."""
+        assert problems_of({"pipelines": {"p": [{"timeout": None}]}}) == [
+            "<dict>: pipelines.p[0].timeout: missing required option 'seconds'"
+        ]
+
+
+class TestTextOrPath:
+    def test_one_line_yaml_text(self) -> None:
+        """A one-line string with 'key: value' is YAML text, not a file name."""
+        registry = load_config("pipelines: {a: [retry: 3]}", telemetry=False)
+        assert registry.pipeline("a").policies[0].options.attempts == 3
+
+    def test_missing_file_name_string_hints(self) -> None:
+        """A string read as a file name that does not exist says how YAML text is told apart."""
+        (problem,) = problems_of("pipelines-a.yaml")
+        assert problem.startswith("pipelines-a.yaml: (top level): cannot read the file")
+        assert "YAML text needs a newline or a 'key: value' mapping" in problem

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from resilio.config.durations import parse_duration
-from resilio.config.env import substitute
-from resilio.config.source import read_source
+from resilio.config.env import EnvText, core_scalar, substitute
+from resilio.config.source import looks_like_yaml, read_source
 
 
 @pytest.mark.parametrize(
@@ -52,9 +52,112 @@ def test_missing_and_malformed_references() -> None:
 
 
 def test_quoted_reference_stays_a_string() -> None:
-    """A quoted ${VAR} stays a string; a plain one is re-read as a YAML scalar."""
-    doc = read_source("a: ${N}\nb: '${N}'\n", {"N": "5"})
-    assert doc.data == {"a": 5, "b": "5"}
+    """A quoted ${VAR} stays a string (marked for conversion); a plain one is re-read as YAML."""
+    doc = read_source("a: ${N}\nb: '${N}'\nc: 'x${N}'\n", {"N": "5"})
+    assert doc.data == {"a": 5, "b": "5", "c": "x5"}
+    assert type(doc.data["b"]) is EnvText
+    assert type(doc.data["c"]) is str
+
+
+def test_yaml_12_booleans() -> None:
+    """Only true/false in 1.2's spellings are booleans; on/off/yes/no/y/n are strings."""
+    doc = read_source(
+        "{on: [on, off, yes, no, y, n, Yes, ON], b: [true, True, TRUE, false, False, FALSE]}", {}
+    )
+    assert doc.data == {
+        "on": ["on", "off", "yes", "no", "y", "n", "Yes", "ON"],
+        "b": [True, True, True, False, False, False],
+    }
+    assert not doc.problems
+
+
+def test_pyyaml_global_resolvers_are_untouched() -> None:
+    """Reading a configuration does not change PyYAML's own (YAML 1.1) loaders."""
+    import yaml
+
+    read_source("a: on\n", {})
+    assert yaml.safe_load("a: on") == {"a": True}
+
+
+def test_unquoted_reference_in_a_flow_mapping() -> None:
+    """A plain ${VAR} works inside flow collections and becomes the scalar its value reads as."""
+    doc = read_source("retry: {attempts: ${A:-3}, tags: [${T}, x]}\n", {"T": "on"})
+    assert doc.data == {"retry": {"attempts": 3, "tags": ["on", "x"]}}
+    assert not doc.problems
+
+
+def test_flow_reference_problems_keep_their_column() -> None:
+    """A missing variable inside a flow mapping is reported at its own line and column."""
+    doc = read_source("x: 1\nretry: {attempts: ${MISSING}, more: 2}\n", {})
+    assert doc.problems.lines == [
+        "<string>:2:19: retry.attempts: environment variable MISSING is not set "
+        "(use ${MISSING:-default} for a default)"
+    ]
+
+
+def test_yaml_error_after_a_reference_keeps_its_column() -> None:
+    """Hiding references from the scanner moves no position: a later syntax error is exact."""
+    doc = read_source("a: {b: ${LONG_VARIABLE_NAME:-1}, c: [}\n", {})
+    (line,) = doc.problems.lines
+    assert line.startswith("<string>:1:38: (top level): invalid YAML")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("", None),
+        ("~", None),
+        ("NULL", None),
+        ("true", True),
+        ("FALSE", False),
+        ("on", "on"),
+        ("3", 3),
+        ("-7", -7),
+        ("0o17", 15),
+        ("0x1F", 31),
+        ("1.5", 1.5),
+        ("1e3", 1000.0),
+        ("-.inf", float("-inf")),
+        ("1_000", "1_000"),
+        ("1:30", "1:30"),
+        ("10s", "10s"),
+    ],
+)
+def test_core_scalar(text: str, value: object) -> None:
+    """Substituted text is read with the YAML 1.2 core schema's rules."""
+    result = core_scalar(text)
+    assert result == value
+    assert type(result) is type(value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pipelines: {a: [retry: 3]}",
+        "version: 1",
+        "pipelines:",
+        "{pipelines: {}}",
+        "# comment",
+        "pipelines:\n  a: []",
+    ],
+)
+def test_strings_that_are_yaml_text(text: str) -> None:
+    """A newline, ': ', a trailing ':', or a leading '{' or '#' makes a string YAML text."""
+    assert looks_like_yaml(text)
+
+
+@pytest.mark.parametrize("text", ["resilio.yaml", "conf/app.yml", "C:\\conf\\app.yaml"])
+def test_strings_that_are_file_names(text: str) -> None:
+    """Other strings, Windows drive paths included, are file names."""
+    assert not looks_like_yaml(text)
+
+
+def test_missing_file_hints_at_the_yaml_text_rule() -> None:
+    """A string read as a missing file's name says how YAML text is recognised."""
+    doc = read_source("retry-3.yaml", {})
+    (line,) = doc.problems.lines
+    assert "cannot read the file: No such file or directory" in line
+    assert "YAML text needs a newline or a 'key: value' mapping" in line
 
 
 def test_python_tags_are_refused() -> None:
