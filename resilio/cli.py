@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-__all__ = ["EXTENSION_MODULES", "build_parser", "main"]
+__all__ = ["EXTENSION_MODULES", "PIPE_CLOSED", "build_parser", "main"]
 
 EXTENSION_MODULES = ("resilio.telemetry.cli", "resilio.outbox.cli")
 """Modules that may add subcommands through ``register(subparsers)``."""
@@ -42,11 +43,49 @@ def _print_problems(args: argparse.Namespace, problems: list[str], what: str) ->
         print(f"  {line}", file=err)
 
 
-def _option_text(config: dict[str, Any]) -> str:
-    def show(value: Any) -> str:
-        return value if isinstance(value, str) else json.dumps(value, default=repr)
+_SPECIAL = set(":#,[]{}&*!|>'\"%@`")
 
-    return ", ".join(f"{k}={show(v)}" for k, v in config.items())
+
+def _flow(value: Any) -> str:
+    """Show a configuration value as YAML flow text that reads back as the same value.
+
+    A string is quoted when it would read as something else (a number, a boolean under YAML
+    1.1 or 1.2, null) or contains YAML punctuation, so ``"on"`` and ``"3"`` stay strings.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if value != value:
+            return ".nan"
+        if value in (float("inf"), float("-inf")):
+            return ".inf" if value > 0 else "-.inf"
+        return repr(value)
+    if isinstance(value, str):
+        return str(value) if _plain_safe(value) else json.dumps(str(value))
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_flow(str(k))}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def _plain_safe(text: str) -> bool:
+    import yaml
+
+    from resilio.config.env import core_scalar
+
+    if not text or text != text.strip() or text[0] in "-?" or _SPECIAL & set(text):
+        return False
+    if not text.isprintable():
+        return False
+    yaml11 = yaml.resolver.Resolver().resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    return bool(yaml11 == "tag:yaml.org,2002:str" and core_scalar(text) == text)
+
+
+def _option_text(config: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_flow(v)}" for k, v in config.items())
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -161,16 +200,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PIPE_CLOSED = 141
+"""Exit status when the reader of standard output went away (``resilio schema | head``).
+
+It is what a shell reports for a command ended by SIGPIPE (128 + 13), the status of other
+command-line tools in the same situation, so ``set -o pipefail`` scripts can tell it apart."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``resilio`` command.
+
+    If standard output is a pipe whose reader closed early (``resilio schema | head``), the
+    command stops quietly, without a traceback, and returns :data:`PIPE_CLOSED`.
 
     Args:
         argv: The arguments (default: ``sys.argv[1:]``).
 
     Returns:
         The exit status: 0 on success, 1 when a configuration or plugin is invalid, 2 on a
-        usage error.
+        usage error, 141 when the reader of standard output closed it.
     """
+    try:
+        try:
+            status = _run(argv)
+        finally:
+            sys.stdout.flush()  # on an exit too (--help), so a closed pipe is seen here
+    except BrokenPipeError:
+        _discard_stdout()
+        return PIPE_CLOSED
+    return status
+
+
+def _discard_stdout() -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail.
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test's buffer)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Command | None = getattr(args, "func", None)

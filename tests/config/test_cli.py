@@ -78,6 +78,28 @@ class TestCheck:
             "  plugin 'boom' failed in resilio_register_policies: RuntimeError: down",
         ]
 
+    def test_values_are_printed_as_they_read_back(
+        self, write: Write, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """check quotes strings that would read as other values, and shows lists and nulls."""
+        path = write(
+            """
+            pipelines:
+              p:
+                - fallback: {value: "on", on: [transient, 'builtins:KeyError']}
+                - fallback: null
+                - fallback: {value: "3"}
+                - fallback: {value: [yes, 1.5, true]}
+            """
+        )
+        assert main(["check", str(path)]) == 0
+        assert capsys.readouterr().out.splitlines()[2:] == [
+            '  1. fallback: value="on", on=[transient, "builtins:KeyError"]',
+            "  2. fallback: value=null",
+            '  3. fallback: value="3"',
+            '  4. fallback: value=["yes", 1.5, true]',
+        ]
+
     def test_unreadable_path_is_a_problem(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -171,3 +193,22 @@ def test_python_dash_m(write: Write) -> None:
     assert proc.returncode == 1
     assert "unknown policy type 'nope'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["schema"], ["plugins"], ["check", "CONFIG"]])
+def test_closed_stdout_exits_quietly(argv: list[str], write: Write) -> None:
+    """A reader that closed standard output (`resilio schema | head`) gives 141, no traceback."""
+    path = write("pipelines: {p: [{retry: 3}]}\n")
+    argv = [str(path) if a == "CONFIG" else a for a in argv]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resilio", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # before the command writes anything: its first write fails
+    _, err = proc.communicate(timeout=60)
+    assert err.decode() == ""
+    assert proc.returncode == 141
