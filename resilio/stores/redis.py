@@ -40,7 +40,7 @@ from resilio.stores._protocols import (
 __all__ = ["RedisStore", "StoreUnavailable"]
 
 
-class StoreUnavailable(ResilioError, ConnectionError):  # noqa: N818 - names a state
+class StoreUnavailable(ResilioError, ConnectionError):
     """A shared store cannot be reached (or was unreachable moments ago and is cooling down)."""
 
 
