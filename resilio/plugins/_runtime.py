@@ -6,7 +6,9 @@ takes tens to hundreds of milliseconds, which a first failure must not pay (on a
 would block every task). The other functions are called only on the failure path
 (classification) or when an event happens; they build the manager themselves if it was reset
 since. If building it fails (a broken plugin), the failure is logged once and calls go on without
-plugins; configuration loading and the ``resilio`` command report the error itself.
+plugins; configuration loading and the ``resilio`` command report the error itself. Log lines go
+through :func:`resilio.telemetry._log.log` (structlog if the application configured it, else the
+standard ``logging`` logger ``"resilio"``), never to stdout.
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ def subscribe(listener: Listener) -> Callable[[], None]:
     """Send every event of every pipeline to ``listener`` until the returned function is called.
 
     Events come only when something happens (a retry, a breaker transition, a rejection), never
-    on a first-try success. A listener that raises is logged; the call goes on.
+    on a first-try success. A listener that raises is logged as ``resilio.observer.failed`` at
+    error level (its name, the event's name and the error's type; never the error's message);
+    the call goes on.
 
     Args:
         listener: Called with each :class:`resilio.events.Event`.
@@ -125,9 +129,9 @@ def _load() -> None:
     try:
         manager.plugin_system()
     except PluginError as exc:
-        import structlog
+        from resilio.telemetry._log import log
 
-        structlog.get_logger("resilio").warning("resilio.plugins.failed", problems=exc.problems)
+        log("warning", "resilio.plugins.failed", problems=exc.problems)
         _loaded = True  # run without plugins until manager.reset()
 
 
@@ -170,25 +174,33 @@ def classify_with_plugins(error: BaseException, context: Context) -> Classificat
 def emit_event(event: Event) -> None:
     """Send an event to global listeners and the ``resilio_event`` hook implementations.
 
-    A listener or hook implementation that raises is logged; the call goes on.
+    A listener or hook implementation that raises is logged as ``resilio.observer.failed`` (names
+    and the error's type only); the call goes on.
     """
     if not _loaded:
         _load()
     for listener in tuple(_global_listeners):
         try:
             listener(event)
-        except Exception:  # a listener must never break a call
-            _log_failure("listener", getattr(listener, "__qualname__", repr(listener)), event)
+        except Exception as exc:  # a listener must never break a call
+            name = getattr(listener, "__qualname__", None) or type(listener).__qualname__
+            _log_failure("listener", name, event, exc)
     for plugin, function in _event_impls:
         try:
             function(event=event)
-        except Exception:  # a plugin must never break a call
-            _log_failure("plugin", plugin, event)
+        except Exception as exc:  # a plugin must never break a call
+            _log_failure("plugin", plugin, event, exc)
 
 
-def _log_failure(what: str, who: str, event: Event) -> None:
-    import structlog
+def _log_failure(what: str, who: str, event: Event, error: Exception) -> None:
+    # Names only: the error's message and traceback may hold the event's or the call's data.
+    from resilio.telemetry._log import log
 
-    structlog.get_logger("resilio").exception(
-        "resilio.observer.failed", observer=what, name=who, event_name=event.name
+    log(
+        "error",
+        "resilio.observer.failed",
+        observer=what,
+        name=who,
+        event_name=event.name,
+        error_type=type(error).__qualname__,
     )
