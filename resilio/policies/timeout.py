@@ -15,6 +15,10 @@ How the deadline is enforced depends on how the call runs:
   its result (or its own error).
 * ``execute`` with ``mode="thread"``: the call runs in a worker thread and the caller gets
   ``TimeoutExceeded`` on time. The worker is not killed: it finishes (or hangs) in the background.
+  Each :class:`Timeout` object has its own pool of at most ``max_workers`` daemon threads, made on
+  its first thread-mode call, so calls hung under one timeout never hold the threads of another.
+  When every worker is busy, a call waits in the pool's queue within its own deadline; if the
+  deadline passes first, it never runs and the caller gets ``TimeoutExceeded``.
 """
 
 from __future__ import annotations
@@ -61,6 +65,15 @@ def _positive_seconds(_inst: object, attribute: Any, value: Any) -> None:
         raise ValueError(f"timeout seconds must be a finite number > 0, got {value!r}")
 
 
+def _check_workers(_inst: object, attribute: Any, value: Any) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"timeout max_workers must be None or an integer >= 1, got {value!r}")
+
+
+def _default_max_workers() -> int:
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
 @frozen(kw_only=True)
 class TimeoutOptions:
     """Validated options of a :class:`Timeout` policy.
@@ -68,10 +81,13 @@ class TimeoutOptions:
     Attributes:
         seconds: The time allowed, in seconds (a :class:`datetime.timedelta` is converted).
         mode: How a sync call is bounded: ``"cooperative"`` or ``"thread"``.
+        max_workers: Thread mode: the most worker threads this timeout starts (``None``:
+            ``min(32, cpus + 4)``); calls beyond wait for a free worker within their deadline.
     """
 
     seconds: float = field(converter=_to_seconds, validator=_positive_seconds)
     mode: Mode = field(default="cooperative", validator=validators.in_(("cooperative", "thread")))
+    max_workers: int | None = field(default=None, validator=_check_workers)
 
 
 class Timeout(Policy):
@@ -82,10 +98,16 @@ class Timeout(Policy):
         mode: For sync calls: ``"cooperative"`` (mark the deadline; cannot interrupt a running
             function) or ``"thread"`` (run it in a worker thread and stop waiting on time).
             Async calls are always cancelled for real.
+        max_workers: For ``mode="thread"``: the most worker threads this policy object starts
+            (default ``min(32, cpus + 4)``). The pool belongs to this object, is made on its
+            first thread-mode call and is shared by every pipeline the object sits in. When all
+            workers are busy, a call waits for one within its own deadline; if the deadline
+            passes first, the call never runs and fails with ``TimeoutExceeded``.
         name: The policy's name in events (default ``"timeout"``).
 
     Raises:
-        ValueError: If ``seconds`` is not a positive finite number or ``mode`` is unknown.
+        ValueError: If ``seconds`` is not a positive finite number, ``mode`` is unknown or
+            ``max_workers`` is not ``None`` or an integer >= 1.
     """
 
     kind: ClassVar[str] = "timeout"
@@ -93,15 +115,33 @@ class Timeout(Policy):
     options: TimeoutOptions
 
     def __init__(
-        self, seconds: float, *, mode: Mode = "cooperative", name: str | None = None
+        self,
+        seconds: float,
+        *,
+        mode: Mode = "cooperative",
+        max_workers: int | None = None,
+        name: str | None = None,
     ) -> None:
-        self.options = TimeoutOptions(seconds=seconds, mode=mode)
+        self.options = TimeoutOptions(seconds=seconds, mode=mode, max_workers=max_workers)
         self.name = name or self.kind
+        self._pool: _WorkerPool | None = None
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def from_options(cls, options: TimeoutOptions, *, name: str | None = None) -> Timeout:
         """Build a timeout policy from validated options."""
-        return cls(options.seconds, mode=options.mode, name=name)
+        return cls(options.seconds, mode=options.mode, max_workers=options.max_workers, name=name)
+
+    def _worker_pool(self) -> _WorkerPool:
+        """Return this policy's worker pool, making it on first use."""
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                pool = self._pool
+                if pool is None:
+                    workers = self.options.max_workers or _default_max_workers()
+                    pool = self._pool = _WorkerPool(workers, self.name)
+        return pool
 
     def make_layer(self, inner: Layer, env: Env) -> Layer:
         """Build this policy's layer for one pipeline."""
@@ -277,7 +317,7 @@ class _TimeoutLayer(Layer):
         self._watchdog = (loop, watchdog)
         return watchdog
 
-    def _expired(self, ctx: Context, *, started: bool) -> Failure:
+    def _expired(self, ctx: Context, *, started: bool, what: str | None = None) -> Failure:
         env = self.env
         env.emit(
             TimedOut(
@@ -288,7 +328,8 @@ class _TimeoutLayer(Layer):
                 timeout=self._seconds,
             )
         )
-        what = "timed out" if started else "deadline passed before the call started"
+        if what is None:
+            what = "timed out" if started else "deadline passed before the call started"
         return Failure(
             TimeoutExceeded(
                 f"{what} (timeout {self._seconds:g} s, pipeline '{env.pipeline}', "
@@ -301,7 +342,11 @@ class _TimeoutLayer(Layer):
 
 
 class _ThreadTimeoutLayer(_TimeoutLayer):
-    __slots__ = ()
+    __slots__ = ("_timeout",)
+
+    def __init__(self, inner: Layer, env: Env, policy: Timeout) -> None:
+        super().__init__(inner, env, policy)
+        self._timeout = policy
 
     def run(self, fn: Callable[..., Any], args: Args, kwargs: Kwargs, ctx: Context) -> Any:
         now = self._monotonic()
@@ -316,10 +361,16 @@ class _ThreadTimeoutLayer(_TimeoutLayer):
         worker_ctx = copy.copy(ctx)
         worker_ctx.deadline = deadline
         job = _Job(contextvars.copy_context(), self.inner.run, (fn, args, kwargs, worker_ctx))
-        _pool().submit(job)
+        pool = self._timeout._pool or self._timeout._worker_pool()
+        pool.submit(job)
         if not job.done.wait(deadline - now):
-            job.abandoned = True
-            return self._expired(ctx, started=True)
+            if pool.abandon(job):  # started: it runs on in the background
+                return self._expired(ctx, started=True)
+            return self._expired(  # never started, and now never will
+                ctx,
+                started=False,
+                what=f"timed out waiting for a free worker thread (max_workers {pool.max_workers})",
+            )
         ctx.attempt = worker_ctx.attempt
         if job.error is not None:
             error = job.error
@@ -328,8 +379,13 @@ class _ThreadTimeoutLayer(_TimeoutLayer):
         return job.result
 
 
+_QUEUED = 0
+_RUNNING = 1
+_ABANDONED = 2
+
+
 class _Job:
-    __slots__ = ("abandoned", "args", "context", "done", "error", "func", "result")
+    __slots__ = ("args", "context", "done", "error", "func", "result", "state")
 
     def __init__(
         self, context: contextvars.Context, func: Callable[..., Any], args: tuple[Any, ...]
@@ -338,54 +394,92 @@ class _Job:
         self.func = func
         self.args = args
         self.done = threading.Event()
-        self.abandoned = False
+        self.state = _QUEUED  # changed under the pool's lock only
         self.result: Any = None
         self.error: BaseException | None = None
 
 
-class _WorkerPool:
-    """A bounded pool of daemon threads (a hung call never blocks interpreter exit)."""
+class _Workers:
+    """What a pool's threads share with it; they hold no reference to the pool itself."""
 
-    def __init__(self, max_workers: int) -> None:
-        self._max = max_workers
-        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._threads = 0
-        self._idle = 0
+    __slots__ = ("idle", "jobs", "lock", "threads")
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.threads = 0
+        self.idle = 0
+
+
+class _WorkerPool:
+    """A bounded pool of daemon threads (a hung call never blocks interpreter exit).
+
+    Threads start on demand, up to ``max_workers``, and then stay for the pool's life; a job
+    submitted while all are busy waits in the FIFO queue. When the pool is garbage-collected
+    (its timeout policy is gone), each thread is told to stop once it is idle.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self.max_workers = max_workers
+        self._name = name
+        self._workers = _Workers()
+        weakref.finalize(self, _stop_workers, self._workers)
 
     def submit(self, job: _Job) -> None:
-        with self._lock:
-            if self._idle > 0:
-                self._idle -= 1
-            elif self._threads < self._max:
-                self._threads += 1
+        workers = self._workers
+        with workers.lock:
+            if workers.idle > 0:
+                workers.idle -= 1
+            elif workers.threads < self.max_workers:
+                workers.threads += 1
                 threading.Thread(
-                    target=self._work, name=f"resilio-timeout-{self._threads}", daemon=True
+                    target=_work,
+                    args=(workers,),
+                    name=f"resilio-timeout-{self._name}-{workers.threads}",
+                    daemon=True,
                 ).start()
-        self._jobs.put(job)
+        workers.jobs.put(job)
 
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if not job.abandoned:
-                try:
-                    job.result = job.context.run(job.func, *job.args)
-                except BaseException as exc:
-                    job.error = exc
-                job.done.set()
-            job = None  # type: ignore[assignment]
-            with self._lock:
-                self._idle += 1
+    def abandon(self, job: _Job) -> bool:
+        """Give up on a job whose caller timed out; return whether a worker had started it."""
+        with self._workers.lock:
+            if job.state == _QUEUED:
+                job.state = _ABANDONED
+                return False
+            return True
 
-
-_POOL: _WorkerPool | None = None
-_POOL_LOCK = threading.Lock()
+    @property
+    def threads(self) -> int:
+        """Worker threads started and not stopped."""
+        return self._workers.threads
 
 
-def _pool() -> _WorkerPool:
-    global _POOL
-    if _POOL is None:
-        with _POOL_LOCK:
-            if _POOL is None:
-                _POOL = _WorkerPool(min(32, (os.cpu_count() or 1) + 4))
-    return _POOL
+def _work(workers: _Workers) -> None:
+    jobs = workers.jobs
+    lock = workers.lock
+    while True:
+        job = jobs.get()
+        if job is None:
+            with lock:
+                workers.threads -= 1
+            return
+        with lock:
+            run = job.state == _QUEUED
+            if run:
+                job.state = _RUNNING
+        if run:
+            try:
+                job.result = job.context.run(job.func, *job.args)
+            except BaseException as exc:
+                job.error = exc
+            job.done.set()
+        job = None
+        with lock:
+            workers.idle += 1
+
+
+def _stop_workers(workers: _Workers) -> None:
+    with workers.lock:
+        count = workers.threads
+    for _ in range(count):
+        workers.jobs.put(None)
