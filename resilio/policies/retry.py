@@ -2,9 +2,11 @@
 
 What is retried depends on the failure's :class:`~resilio.classify.ErrorKind`: TRANSIENT and
 THROTTLED failures are; AMBIGUOUS ones only when the operation is idempotent; PERMANENT ones
-never. A throttled failure's ``retry_after`` is a floor for the wait. A retry never sleeps past
-the execution's deadline. The decisions themselves live in :mod:`resilio.policies._retry_logic`;
-this module holds the options and the thin sync and async loops.
+never. A throttled failure's ``retry_after`` is a floor for the wait. An attempt refused by an
+open circuit (:class:`~resilio.CircuitOpen`) ends the retrying at once unless the policy was built
+with ``wait_on_open_circuit=True``. A retry never sleeps past the execution's deadline. The
+decisions themselves live in :mod:`resilio.policies._retry_logic`; this module holds the options
+and the thin sync and async loops.
 
 Example:
     >>> import resilio
@@ -22,6 +24,7 @@ from attrs import Factory, field, frozen, validators
 
 from resilio._outcome import Failure
 from resilio.backoff import Backoff, exponential, from_mapping
+from resilio.errors import CircuitOpen
 from resilio.events import RetryGaveUp, RetryScheduled, error_type_name
 from resilio.policies._base import Args, Env, Kwargs, Layer, Policy
 from resilio.policies._retry_logic import RetryBudget, RetryController
@@ -70,6 +73,9 @@ class RetryOptions:
             ``Retry-After`` longer than it makes the policy give up at once.
         retry_ambiguous: Whether AMBIGUOUS failures are retried when the context's
             ``idempotent`` is ``None``.
+        wait_on_open_circuit: Whether an attempt refused by an open circuit
+            (:class:`~resilio.CircuitOpen`) is retried after the remaining break like any
+            throttled failure. By default the policy gives up at once and returns the refusal.
         retry_if_result: A predicate on results: a result it accepts is treated as a failed
             attempt and retried; when attempts run out, the last result is returned.
         budget: A :class:`RetryBudget` (or its mapping form) limiting retries to a share of
@@ -85,6 +91,7 @@ class RetryOptions:
     )
     max_delay: float = field(default=60.0, validator=_max_delay)
     retry_ambiguous: bool = field(default=False, validator=validators.instance_of(bool))
+    wait_on_open_circuit: bool = field(default=False, validator=validators.instance_of(bool))
     retry_if_result: Callable[[Any], bool] | None = field(
         default=None, validator=validators.optional(validators.is_callable())
     )
@@ -104,6 +111,9 @@ class Retry(Policy):
 
     Placed outside a :class:`~resilio.Timeout`, the timeout bounds all attempts together; placed
     inside, each attempt gets its own. ``context.attempt`` holds the current attempt number.
+    An attempt refused by an open circuit breaker (:class:`~resilio.CircuitOpen`) ends the
+    retrying at once (reason ``"circuit_open"``), so an outer fallback or the caller learns of the
+    outage without waiting out the break; ``wait_on_open_circuit=True`` waits instead.
     When the policy gives up, the last real exception is returned to the caller with a note
     (PEP 678) saying how many attempts were made and why it stopped.
 
@@ -114,6 +124,8 @@ class Retry(Policy):
         max_delay: The longest single wait, in seconds (default 60).
         retry_ambiguous: Retry AMBIGUOUS failures when the context does not say whether the
             operation is idempotent (default ``False``).
+        wait_on_open_circuit: Retry an attempt refused by an open circuit after the remaining
+            break, like any throttled failure (default ``False``: give up at once).
         retry_if_result: Retry results this predicate accepts.
         budget: A shared :class:`RetryBudget`.
         rng: Random source or seed for jitter.
@@ -134,6 +146,7 @@ class Retry(Policy):
         backoff: Backoff | Mapping[str, Any] | float | None = None,
         max_delay: float = 60.0,
         retry_ambiguous: bool = False,
+        wait_on_open_circuit: bool = False,
         retry_if_result: Callable[[Any], bool] | None = None,
         budget: RetryBudget | Mapping[str, Any] | None = None,
         rng: random.Random | int | None = None,
@@ -144,6 +157,7 @@ class Retry(Policy):
             backoff=exponential() if backoff is None else backoff,
             max_delay=max_delay,
             retry_ambiguous=retry_ambiguous,
+            wait_on_open_circuit=wait_on_open_circuit,
             retry_if_result=retry_if_result,
             budget=budget,
             rng=rng,
@@ -181,6 +195,7 @@ _NOTE_WHY = {
     "exhausted": "",
     "result": "",
     "permanent": ": the error is permanent",
+    "circuit_open": ": the circuit is open",
     "ambiguous": ": the outcome is ambiguous and the operation is not marked idempotent",
     "deadline": ": the next wait would end past the deadline",
     "retry_after_too_long": ": Retry-After exceeds max_delay or the time left",
@@ -199,7 +214,15 @@ class _Wait:
 
 
 class _RetryLayer(Layer):
-    __slots__ = ("_controller", "_fast", "_inner_run", "_inner_run_async", "_name", "_predicate")
+    __slots__ = (
+        "_controller",
+        "_fast",
+        "_inner_run",
+        "_inner_run_async",
+        "_name",
+        "_predicate",
+        "_wait_on_open_circuit",
+    )
 
     def __init__(self, inner: Layer, env: Env, policy: Retry) -> None:
         super().__init__(inner, env, policy)
@@ -209,6 +232,7 @@ class _RetryLayer(Layer):
         self._predicate = policy.options.retry_if_result
         self._fast = self._predicate is None and policy.options.budget is None
         self._name = policy.name
+        self._wait_on_open_circuit = policy.options.wait_on_open_circuit
 
     # The sync and async loops below mirror each other; every decision is in _step.
 
@@ -262,6 +286,9 @@ class _RetryLayer(Layer):
         """Return a :class:`_Wait` to retry, or the outcome to return."""
         classification: Classification | None
         if r.__class__ is Failure:
+            if not self._wait_on_open_circuit and isinstance(r.exception, CircuitOpen):
+                self._give_up(r, attempt, "circuit_open", error_type_name(r.exception), ctx)
+                return r
             classification = self.env.classify(r, ctx)
         else:
             predicate = self._predicate
@@ -319,8 +346,8 @@ class _RetryLayer(Layer):
         if r.__class__ is not Failure:
             return
         r.attempts = attempt
-        if attempt == 1 and reason == "permanent":
-            return
+        if attempt == 1 and (reason == "permanent" or reason == "circuit_open"):
+            return  # nothing was retried: the error says it all
         plural = "attempt" if attempt == 1 else "attempts"
         note = (
             f"resilio: gave up after {attempt} {plural}{_NOTE_WHY.get(reason, '')} "

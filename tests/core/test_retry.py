@@ -537,3 +537,107 @@ class TestFloorProperty:
         else:
             assert reason == "retry_after_too_long"
             assert retry_after > max_delay or (left is not None and retry_after >= left)
+
+
+class _Outbox:
+    """An Enqueuer that keeps what it is given and returns a receipt."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def enqueue(self, **item: Any) -> str:
+        self.items.append(item)
+        return "queued"
+
+
+def _open_breaker(clock: FakeClock, breaker: resilio.CircuitBreaker) -> None:
+    """Trip ``breaker`` through a pipeline of its own."""
+    opener = resilio.Pipeline([breaker], name="opener", clock=clock, telemetry=False)
+    with pytest.raises(ConnectionError):
+        opener.execute(Script(ConnectionError))
+
+
+class TestOpenCircuit:
+    def test_open_circuit_is_queued_at_once(self, clock: FakeClock, run: Runner) -> None:
+        """Under an outermost Fallback(enqueue=), an open breaker's refusal is queued at once."""
+        breaker = resilio.CircuitBreaker(failure_threshold=1, break_duration=30)
+        _open_breaker(clock, breaker)
+        outbox = _Outbox()
+        p, rec = pipe(
+            clock,
+            resilio.Fallback(enqueue=outbox),
+            resilio.Retry(attempts=5, backoff=backoff.constant(1)),
+            breaker,
+        )
+        s = Script("never runs")
+        ctx = resilio.Context("email.send", payload={"to": 42})
+        assert run(p, s, ctx) == "queued"
+        assert s.calls == 0
+        assert clock.sleeps == []
+        assert [item["operation"] for item in outbox.items] == ["email.send"]
+        (gave_up,) = rec.of(RetryGaveUp)
+        assert (gave_up.attempts, gave_up.reason, gave_up.error_type) == (
+            1,
+            "circuit_open",
+            "resilio.errors.CircuitOpen",
+        )
+        assert rec.of(RetryScheduled) == []
+
+    def test_the_refusal_itself_propagates(self, clock: FakeClock, run: Runner) -> None:
+        """Without a fallback the caller gets the CircuitOpen, uncut and without a note."""
+        breaker = resilio.CircuitBreaker(failure_threshold=1, break_duration=30)
+        _open_breaker(clock, breaker)
+        p, _ = pipe(clock, resilio.Retry(attempts=5), breaker)
+        with pytest.raises(resilio.CircuitOpen) as info:
+            run(p, Script("never runs"))
+        assert info.value.retry_after == 30
+        assert isinstance(info.value.__cause__, ConnectionError)
+        assert not hasattr(info.value, "__notes__")
+        assert clock.sleeps == []
+
+    def test_breaker_opening_mid_retry_ends_the_retrying(
+        self, clock: FakeClock, run: Runner
+    ) -> None:
+        """When an attempt opens the breaker, the next attempt's refusal ends it, with a note."""
+        breaker = resilio.CircuitBreaker(failure_threshold=1, break_duration=30)
+        p, rec = pipe(clock, resilio.Retry(attempts=5, backoff=backoff.constant(1)), breaker)
+        s = Script(ConnectionError, "ok")
+        with pytest.raises(resilio.CircuitOpen) as info:
+            run(p, s)
+        assert s.calls == 1
+        assert clock.sleeps == [1.0]
+        assert info.value.__notes__ == [
+            "resilio: gave up after 2 attempts: the circuit is open "
+            "(pipeline 'orders.create', policy 'retry')"
+        ]
+        assert [e.reason for e in rec.of(RetryGaveUp)] == ["circuit_open"]
+
+    def test_wait_on_open_circuit_waits_out_the_break(self, clock: FakeClock, run: Runner) -> None:
+        """``wait_on_open_circuit=True`` treats the refusal as THROTTLED: wait, then a trial."""
+        breaker = resilio.CircuitBreaker(failure_threshold=1, break_duration=30)
+        _open_breaker(clock, breaker)
+        retry = resilio.Retry(
+            attempts=2, backoff=backoff.exponential(jitter="none"), wait_on_open_circuit=True
+        )
+        p, rec = pipe(clock, retry, breaker)
+        s = Script("ok")
+        assert run(p, s) == "ok"
+        assert s.calls == 1
+        assert clock.sleeps == [30]
+        (scheduled,) = rec.of(RetryScheduled)
+        assert (scheduled.kind, scheduled.retry_after) == ("throttled", 30)
+
+    def test_rate_limited_retry_after_still_waited(self, clock: FakeClock, run: Runner) -> None:
+        """Only open circuits end the retrying: a RateLimited's retry_after is still waited."""
+        p, _ = pipe(clock, resilio.Retry(attempts=2, backoff=backoff.exponential(jitter="none")))
+        s = Script(resilio.RateLimited("slow down", retry_after=2), "ok")
+        assert run(p, s) == "ok"
+        assert s.calls == 2
+        assert clock.sleeps == [2]
+
+    def test_option_is_validated_and_defaults_off(self) -> None:
+        """``wait_on_open_circuit`` is a frozen bool option, False by default."""
+        assert resilio.Retry().options.wait_on_open_circuit is False
+        assert resilio.Retry(wait_on_open_circuit=True).options.wait_on_open_circuit is True
+        with pytest.raises(TypeError):
+            resilio.Retry(wait_on_open_circuit="yes")  # type: ignore[arg-type]
