@@ -1,7 +1,8 @@
 """Idempotency: run a call once per key; duplicates get the first call's result.
 
 The key comes from ``context.idempotency_key``, else from the ``key`` function, else from a
-canonical hash of the operation name and the arguments. The first call with a key runs; its
+canonical hash of the operation name and the arguments, plus the called function's module and
+qualified name when the context names no operation of its own. The first call with a key runs; its
 successful result is kept for ``ttl`` seconds and returned to later calls with the key without
 running them (:class:`~resilio.events.IdempotentReplay`). A duplicate that arrives while the
 first call runs waits for its outcome (single flight), or with ``wait=False`` is refused with
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -35,7 +37,7 @@ from resilio.policies._base import Args, Env, Kwargs, Layer, Policy
 from resilio.stores._protocols import Completed, InFlight
 from resilio.stores.memory import MemoryIdempotencyStore
 
-__all__ = ["Idempotency", "IdempotencyOptions", "canonical_key"]
+__all__ = ["Idempotency", "IdempotencyOptions", "canonical_key", "function_identity"]
 
 KeyFunction = Callable[[tuple[Any, ...], dict[str, Any], Context], str]
 
@@ -100,13 +102,43 @@ def _canonical(value: Any, where: str) -> Any:
     )
 
 
-def canonical_key(operation: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+def function_identity(fn: Callable[..., Any]) -> str:
+    """Return ``module:qualname`` of a callable, the part of a default key that names it.
+
+    A bound method is named by its function, a :class:`functools.partial` by the function it
+    wraps (its bound arguments are not part of the name), and any other callable object by its
+    class.
+
+    Args:
+        fn: The called function.
+
+    Returns:
+        ``"module:qualified.name"``.
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    qualname = getattr(fn, "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    if not isinstance(qualname, str) or not isinstance(module, str):
+        qualname, module = type(fn).__qualname__, type(fn).__module__
+    return f"{module}:{qualname}"
+
+
+def canonical_key(
+    operation: str | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    function: str | None = None,
+) -> str:
     """Return the sha256 of the canonical JSON of an operation name and its arguments.
 
     Args:
         operation: The operation's name.
         args: Positional arguments.
         kwargs: Keyword arguments.
+        function: The called function's identity (:func:`function_identity`), if it is part
+            of the key; ``None`` leaves it out (the key of an explicitly named operation).
 
     Returns:
         A hex digest.
@@ -119,6 +151,8 @@ def canonical_key(operation: str | None, args: tuple[Any, ...], kwargs: dict[str
         [_canonical(a, f"argument {i}") for i, a in enumerate(args)],
         {k: _canonical(v, f"argument {k!r}") for k, v in kwargs.items()},
     ]
+    if function is not None:
+        data.append(function)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -156,7 +190,9 @@ class Idempotency(Policy):
     Args:
         ttl: Seconds a successful result is kept.
         key: A function ``(args, kwargs, context) -> str`` deriving the key, used when the
-            context carries no ``idempotency_key`` (default: a canonical hash).
+            context carries no ``idempotency_key`` (default: a canonical hash of the operation
+            name and the arguments, plus the called function's ``module:qualname`` when the
+            context's operation is the pipeline's name, as it is when none was given).
         wait: Whether a duplicate waits for an in-flight call (``False``: refuse it).
         lease: Seconds a reservation lasts if its owner never finishes (a crashed process).
         max_entries: Bound of the default in-memory store (least recently used dropped).
@@ -221,8 +257,25 @@ class Idempotency(Policy):
 
     # -- keys and outcomes ----------------------------------------------------------------------
 
-    def key_for(self, args: Args, kwargs: Kwargs, ctx: Context) -> str:
+    def key_for(
+        self, args: Args, kwargs: Kwargs, ctx: Context, fn: Callable[..., Any] | None = None
+    ) -> str:
         """Return the store key of a call (namespaced by the policy's name).
+
+        Without ``context.idempotency_key`` or a ``key`` function, the key is the canonical hash
+        of the operation name and the arguments. When the context names no operation of its
+        own (its operation is the pipeline's name, the default), the hash also covers ``fn``'s
+        :func:`function_identity`, so two functions run through one pipeline with equal
+        arguments never share a key.
+
+        Args:
+            args: Positional arguments of the call.
+            kwargs: Keyword arguments of the call.
+            ctx: The execution context.
+            fn: The called function.
+
+        Returns:
+            The key, prefixed with the policy's name.
 
         Raises:
             TypeError: If the key function returns a non-string, or the arguments have no
@@ -238,7 +291,11 @@ class Idempotency(Policy):
                         f"idempotency: the key function returned {type(key).__name__}, not str"
                     )
             else:
-                key = canonical_key(ctx.operation, args, kwargs)
+                operation = ctx.operation
+                function = None
+                if fn is not None and (operation is None or operation == ctx.pipeline):
+                    function = function_identity(fn)
+                key = canonical_key(operation, args, kwargs, function=function)
         return f"{self.name}:{key}"
 
     def _begin(self, key: str) -> tuple[_Flight, bool]:
@@ -305,7 +362,7 @@ class _IdempotencyLayer(Layer):
         policy = self._policy
         env = self.env
         try:
-            key = policy.key_for(args, kwargs, ctx)
+            key = policy.key_for(args, kwargs, ctx, fn)
         except Exception as exc:
             return Failure(exc)
         store = policy._store
@@ -370,7 +427,7 @@ class _IdempotencyLayer(Layer):
         policy = self._policy
         env = self.env
         try:
-            key = policy.key_for(args, kwargs, ctx)
+            key = policy.key_for(args, kwargs, ctx, fn)
         except Exception as exc:
             return Failure(exc)
         store = _AsyncStore(policy._store)

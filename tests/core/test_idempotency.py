@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from typing import Any
 
@@ -12,7 +13,12 @@ from resilio._context import Context
 from resilio._pipeline import Pipeline
 from resilio.errors import IdempotencyConflict
 from resilio.events import CallRejected, IdempotentReplay
-from resilio.policies.idempotency import Idempotency, IdempotencyOptions, canonical_key
+from resilio.policies.idempotency import (
+    Idempotency,
+    IdempotencyOptions,
+    canonical_key,
+    function_identity,
+)
 from resilio.stores import MemoryIdempotencyStore
 from resilio.testing import EventRecorder, FakeClock
 
@@ -91,6 +97,88 @@ class TestKeys:
         _, p, _ = make(clock, key=lambda args, kwargs, ctx: 42)
         with pytest.raises(TypeError, match="not str"):
             p.execute(Counter())
+
+
+def send_email(to: int) -> str:
+    """A module-level function for default-key tests."""
+    return f"email {to}"
+
+
+def send_sms(to: int) -> str:
+    """Another module-level function with the same signature."""
+    return f"sms {to}"
+
+
+async def send_email_async(to: int) -> str:
+    """The async twin of :func:`send_email`."""
+    return f"email {to}"
+
+
+async def send_sms_async(to: int) -> str:
+    """The async twin of :func:`send_sms`."""
+    return f"sms {to}"
+
+
+class _Mailer:
+    def send(self, to: int) -> str:
+        return f"mail {to}"
+
+
+class TestDefaultKeyNamesTheFunction:
+    def test_two_functions_same_arguments_both_run(self, clock: FakeClock) -> None:
+        """Without a key or an operation, equal arguments to two functions give two keys."""
+        _, p, rec = make(clock)
+        assert p.execute(send_email, 42) == "email 42"
+        assert p.execute(send_sms, 42) == "sms 42"
+        assert p.execute(send_email, 42) == "email 42"
+        assert len(rec.of(IdempotentReplay)) == 1
+
+    async def test_two_async_functions_same_arguments_both_run(self, clock: FakeClock) -> None:
+        """The same holds under execute_async."""
+        _, p, rec = make(clock)
+        assert await p.execute_async(send_email_async, 42) == "email 42"
+        assert await p.execute_async(send_sms_async, 42) == "sms 42"
+        assert await p.execute_async(send_sms_async, 42) == "sms 42"
+        assert len(rec.of(IdempotentReplay)) == 1
+
+    def test_decorated_functions_do_not_share_results(self, clock: FakeClock) -> None:
+        """Two functions decorated with one pipeline keep their own results."""
+        _, p, _ = make(clock)
+        email, sms = p(send_email), p(send_sms)
+        assert (email(7), sms(7), email(7)) == ("email 7", "sms 7", "email 7")
+
+    def test_default_operation_given_explicitly_still_names_the_function(
+        self, clock: FakeClock
+    ) -> None:
+        """A context whose operation is the pipeline's name keys by function too."""
+        _, p, _ = make(clock)
+        assert p.execute(send_email, 1, context=Context("send")) == "email 1"
+        assert p.execute(send_sms, 1, context=Context("send")) == "sms 1"
+
+    def test_named_operation_shares_the_key_across_functions(self, clock: FakeClock) -> None:
+        """A context naming its own operation keys by operation and arguments only."""
+        _, p, rec = make(clock)
+        assert p.execute(send_email, 1, context=Context("notify")) == "email 1"
+        assert p.execute(send_sms, 1, context=Context("notify")) == "email 1"
+        assert len(rec.of(IdempotentReplay)) == 1
+
+    def test_named_operation_key_is_unchanged(self, clock: FakeClock) -> None:
+        """The key of a named operation is the hash of the operation and arguments alone."""
+        policy, _, _ = make(clock)
+        ctx = Context("notify")
+        ctx.pipeline = "send"
+        assert policy.key_for((1,), {}, ctx, send_email) == "idempotency:" + canonical_key(
+            "notify", (1,), {}
+        )
+
+    def test_function_identity(self) -> None:
+        """Functions, methods, partials and callable objects are named by module:qualname."""
+        here = __name__
+        assert function_identity(send_email) == f"{here}:send_email"
+        assert function_identity(_Mailer().send) == f"{here}:_Mailer.send"
+        assert function_identity(functools.partial(send_sms, 3)) == f"{here}:send_sms"
+        assert function_identity(Counter()) == f"{here}:Counter"
+        assert function_identity(len) == "builtins:len"
 
 
 class TestLifetime:
