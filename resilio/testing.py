@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -16,24 +19,68 @@ E = TypeVar("E", bound=Event)
 __all__ = ["EventRecorder", "FakeClock", "capture_events", "is_testing", "set_testing"]
 
 
-class FakeClock:
-    """A clock whose time only moves when told to: sleeping advances it instantly.
+_SETTLE_RUNS = 3
+"""The wake-up callback moves time on this run in a row with no new sleeper (FakeClock rule 2)."""
 
-    ``sleep`` and ``sleep_async`` return at once after moving virtual time forward, so tests of
-    retries, breakers and rate limiters never sleep for real. Thread-safe.
+
+class _Sleepers:
+    """The async sleepers of one event loop: a heap of ``(wake_time, seq, future)``."""
+
+    __slots__ = ("heap", "queued", "quiet")
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self.queued = False  # a wake-up callback is queued on the loop
+        self.quiet = 0  # its runs since the last sleeper registered
+
+
+class FakeClock:
+    """A clock of virtual time: it moves only with :meth:`advance` and sleeps, never by itself.
+
+    Tests of retries, breakers and rate limiters never sleep for real. Thread-safe.
+
+    ``sleep(s)`` records the sleep and moves time forward by ``s`` at once, without waiting for
+    anything: sync sleeps (from any thread) add up.
+
+    ``await sleep_async(s)`` records the sleep and suspends the task until virtual time reaches
+    ``monotonic() + s`` (taken when it is called); concurrent sleepers share the timeline
+    instead of adding up. The rule, per event loop:
+
+    1. A sleeper is put in a heap of ``(wake_time, seq, future)``; ``seq`` counts sleepers, so
+       equal wake times keep the order in which the sleeps were called.
+    2. Time is moved by a callback the clock queues on the loop with ``loop.call_soon`` when a
+       sleeper arrives. Each run queues it again, behind every callback queued meanwhile; a new
+       sleeper restarts its count, and it moves time on its 3rd run in a row with no new
+       sleeper. So the tasks that were ready when the last sleeper arrived, and the ones they
+       wake through up to two more callbacks (setting an :class:`asyncio.Event` wakes its
+       waiters through one), start their own sleeps first. A task that reaches its sleep later (a longer
+       chain of wake-ups, real I/O) finds time already moved.
+    3. Then time becomes the earliest wake time (or stays, if :meth:`advance` or :meth:`sleep`
+       already moved it past) and every sleeper due by then is woken, earliest first, ties in
+       ``seq`` order. Woken tasks run before time moves again, so each reads its own wake time.
+
+    So two tasks sleeping 1 s at once both wake at +1 s (not +2 s), and tasks sleeping 2 s and
+    1 s at once wake at +1 s and then at +2 s. A sleep always ends after a few loop iterations:
+    nothing else has to move time. A cancelled sleeper is dropped without moving time.
+    ``sleep_async(s)`` with ``s <= 0`` only yields to the loop once. Time is shared by every
+    thread and loop; each loop keeps its own sleepers.
 
     Args:
         start: The initial monotonic time in seconds.
         wall_start: The initial wall-clock time in seconds since the epoch.
 
     Attributes:
-        sleeps: Every sleep requested, in order, in seconds.
+        sleeps: Every sleep requested (sync and async), in the order called, in seconds.
     """
 
     def __init__(self, start: float = 0.0, wall_start: float = 1_700_000_000.0) -> None:
         self._now = float(start)
         self._offset = float(wall_start) - float(start)
         self._lock = threading.Lock()
+        self._seq = itertools.count()
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sleepers] = (
+            weakref.WeakKeyDictionary()
+        )
         self.sleeps: list[float] = []
 
     def monotonic(self) -> float:
@@ -46,6 +93,8 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         """Move virtual time forward by ``seconds``.
+
+        Async sleepers whose wake time it passes wake at the clock's next move (class rule 3).
 
         Raises:
             ValueError: If ``seconds`` is negative.
@@ -63,12 +112,52 @@ class FakeClock:
                 self._now += seconds
 
     async def sleep_async(self, seconds: float) -> None:
-        """Record the sleep, advance virtual time and yield to the event loop once."""
-        self.sleep(seconds)
-        await asyncio.sleep(0)
+        """Record the sleep and suspend until virtual time reaches ``monotonic() + seconds``.
 
-    def __repr__(self) -> str:
-        return f"FakeClock(now={self._now!r})"
+        Concurrent sleepers wake in wake-time order, each at its own time (rule above).
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self.sleeps.append(seconds)
+            if seconds <= 0:
+                sleepers = None
+            else:
+                wake = self._now + seconds
+                seq = next(self._seq)
+                sleepers = self._loops.get(loop)
+                if sleepers is None:
+                    sleepers = self._loops[loop] = _Sleepers()
+        if sleepers is None:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(sleepers.heap, (wake, seq, future))
+        sleepers.quiet = 0
+        if not sleepers.queued:
+            sleepers.queued = True
+            loop.call_soon(self._wake_due, loop, sleepers)
+        await future
+
+    def _wake_due(self, loop: asyncio.AbstractEventLoop, sleepers: _Sleepers) -> None:
+        heap = sleepers.heap
+        while heap and heap[0][2].done():  # cancelled while asleep
+            heapq.heappop(heap)
+        if not heap:
+            sleepers.queued = False
+            return
+        sleepers.quiet += 1
+        if sleepers.quiet >= _SETTLE_RUNS:
+            sleepers.quiet = 0
+            with self._lock:
+                self._now = now = max(self._now, heap[0][0])
+            while heap and heap[0][0] <= now:
+                future = heapq.heappop(heap)[2]
+                if not future.done():
+                    future.set_result(None)
+            if not heap:
+                sleepers.queued = False
+                return
+        loop.call_soon(self._wake_due, loop, sleepers)
 
 
 class EventRecorder:

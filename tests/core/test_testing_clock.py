@@ -1,0 +1,210 @@
+"""resilio.testing.FakeClock: instant sync sleeps; async sleepers share one virtual timeline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+import resilio
+from resilio import backoff
+from resilio.testing import FakeClock
+
+
+async def sleeper(
+    clock: FakeClock, seconds: float, woke: list[tuple[str, float]], label: str
+) -> None:
+    """Sleep on the fake clock, then note the label and the time read on waking."""
+    await clock.sleep_async(seconds)
+    woke.append((label, clock.monotonic()))
+
+
+class TestConcurrentAsyncSleepers:
+    async def test_two_equal_sleeps_wake_together(self) -> None:
+        """Two tasks sleeping 1 s at once both wake at t=1, not one at 1 and one at 2."""
+        clock = FakeClock()
+        woke: list[tuple[str, float]] = []
+        await asyncio.gather(sleeper(clock, 1, woke, "a"), sleeper(clock, 1, woke, "b"))
+        assert woke == [("a", 1.0), ("b", 1.0)]
+        assert clock.monotonic() == 1.0
+
+    async def test_shorter_sleep_wakes_first_each_at_its_own_time(self) -> None:
+        """Sleeps of 2 s and 1 s started together wake at t=1 (the 1 s) and then at t=2."""
+        clock = FakeClock()
+        woke: list[tuple[str, float]] = []
+        await asyncio.gather(sleeper(clock, 2, woke, "two"), sleeper(clock, 1, woke, "one"))
+        assert woke == [("one", 1.0), ("two", 2.0)]
+        assert clock.monotonic() == 2.0
+
+    async def test_equal_wake_times_keep_the_order_of_the_calls(self) -> None:
+        """Sleepers due at the same time wake in the order they called sleep_async."""
+        clock = FakeClock(start=10)
+        woke: list[tuple[str, float]] = []
+        labels = ["c", "a", "d", "b"]
+        await asyncio.gather(*(sleeper(clock, 0.5, woke, x) for x in labels))
+        assert woke == [(x, 10.5) for x in labels]
+
+    async def test_a_task_sleeping_again_interleaves_with_the_others(self) -> None:
+        """A task sleeping 1 s twice wakes at 1 and 2; one sleeping 1.5 s wakes in between."""
+        clock = FakeClock()
+        woke: list[tuple[str, float]] = []
+
+        async def twice() -> None:
+            for _ in range(2):
+                await clock.sleep_async(1)
+                woke.append(("twice", clock.monotonic()))
+
+        await asyncio.gather(twice(), sleeper(clock, 1.5, woke, "once"))
+        assert woke == [("twice", 1.0), ("once", 1.5), ("twice", 2.0)]
+
+    async def test_task_woken_by_another_sleeps_on_the_same_timeline(self) -> None:
+        """A task that starts sleeping after an event set by a ready task still wakes at t=1."""
+        clock = FakeClock()
+        woke: list[tuple[str, float]] = []
+        go = asyncio.Event()
+
+        async def waits_then_sleeps() -> None:
+            await go.wait()
+            await clock.sleep_async(1)
+            woke.append(("late", clock.monotonic()))
+
+        async def starter() -> None:
+            go.set()
+
+        await asyncio.gather(
+            sleeper(clock, 1, woke, "early"),
+            waits_then_sleeps(),
+            starter(),
+        )
+        assert woke == [("early", 1.0), ("late", 1.0)]
+
+    async def test_two_wake_ups_before_a_sleep_still_join_the_timeline(self) -> None:
+        """A sleep started two wake-ups after a ready task's event still wakes at t=1."""
+        clock = FakeClock()
+        woke: list[tuple[str, float]] = []
+        first, second = asyncio.Event(), asyncio.Event()
+
+        async def relay() -> None:
+            await first.wait()
+            second.set()
+
+        async def last() -> None:
+            await second.wait()
+            await sleeper(clock, 1, woke, "last")
+
+        async def starter() -> None:
+            first.set()
+
+        await asyncio.gather(sleeper(clock, 1, woke, "early"), relay(), starter(), last())
+        assert woke == [("early", 1.0), ("last", 1.0)]
+
+    async def test_cancelled_sleeper_does_not_move_time(self) -> None:
+        """A sleeper cancelled before its time is dropped: the clock never goes to its time."""
+        clock = FakeClock()
+        woke: list[tuple[str, float]] = []
+        long = asyncio.create_task(clock.sleep_async(100))
+        await asyncio.sleep(0)
+        long.cancel()
+        await sleeper(clock, 1, woke, "short")
+        with pytest.raises(asyncio.CancelledError):
+            await long
+        assert woke == [("short", 1.0)]
+        assert clock.monotonic() == 1.0
+
+    async def test_time_moved_past_a_wake_time_is_kept(self) -> None:
+        """advance() past a sleeper's wake time wakes it then without moving time back."""
+        clock = FakeClock()
+        woke: list[tuple[str, float]] = []
+        task = asyncio.ensure_future(sleeper(clock, 1, woke, "a"))
+        await asyncio.sleep(0)  # the sleeper registers
+        clock.advance(5)
+        await task
+        assert woke == [("a", 5.0)]
+
+    async def test_time_does_not_move_until_the_sleepers_settled(self) -> None:
+        """Right after a task starts sleeping, the clock still reads the old time."""
+        clock = FakeClock()
+        task = asyncio.create_task(clock.sleep_async(3))
+        await asyncio.sleep(0)
+        assert clock.monotonic() == 0.0
+        await task
+        assert clock.monotonic() == 3.0
+
+    async def test_zero_and_negative_sleeps_only_yield(self) -> None:
+        """Non-positive async sleeps are recorded and do not move time."""
+        clock = FakeClock(start=4)
+        await clock.sleep_async(0)
+        await clock.sleep_async(-1)
+        assert clock.monotonic() == 4.0
+        assert clock.sleeps == [0, -1]
+
+    async def test_sleeps_are_recorded_in_call_order(self) -> None:
+        """``sleeps`` lists the async sleeps in the order they were called, not woken."""
+        clock = FakeClock()
+        woke: list[tuple[str, float]] = []
+        await asyncio.gather(sleeper(clock, 3, woke, "x"), sleeper(clock, 1, woke, "y"))
+        assert clock.sleeps == [3, 1]
+
+    def test_each_event_loop_keeps_its_own_sleepers_on_a_shared_time(self) -> None:
+        """The same clock serves successive event loops; time carries over."""
+        clock = FakeClock()
+
+        async def two() -> list[tuple[str, float]]:
+            woke: list[tuple[str, float]] = []
+            await asyncio.gather(sleeper(clock, 2, woke, "a"), sleeper(clock, 2, woke, "b"))
+            return woke
+
+        assert asyncio.run(two()) == [("a", 2.0), ("b", 2.0)]
+        assert asyncio.run(two()) == [("a", 4.0), ("b", 4.0)]
+
+
+class TestSyncSleep:
+    def test_sync_sleep_moves_time_at_once(self) -> None:
+        """sleep() advances time by its argument immediately and records it."""
+        clock = FakeClock(start=1)
+        clock.sleep(2.5)
+        assert clock.monotonic() == 3.5
+        clock.sleep(0)
+        assert clock.sleeps == [2.5, 0]
+        assert clock.time() == 1_700_000_000.0 + 2.5
+
+    async def test_sync_sleep_inside_a_task_is_instant(self) -> None:
+        """A sync sleep called from a coroutine still moves time at once."""
+        clock = FakeClock()
+
+        async def work() -> float:
+            clock.sleep(7)
+            return clock.monotonic()
+
+        assert await work() == 7.0
+
+
+class TestWithPipelines:
+    async def test_concurrent_retries_wait_in_parallel(self) -> None:
+        """Two calls retrying after a 1 s backoff at the same time both retry at t=1."""
+        clock = FakeClock()
+        pipeline = resilio.Pipeline(
+            [resilio.Retry(attempts=2, backoff=backoff.constant(1))],
+            name="p",
+            clock=clock,
+            telemetry=False,
+        )
+        seen: dict[str, list[float]] = {"a": [], "b": []}
+
+        def call(label: str) -> Callable[[], Awaitable[str]]:
+            async def fn() -> str:
+                seen[label].append(clock.monotonic())
+                if len(seen[label]) == 1:
+                    raise ConnectionError("down")
+                return label
+
+            return fn
+
+        results = await asyncio.gather(
+            pipeline.execute_async(call("a")),
+            pipeline.execute_async(call("b")),
+        )
+        assert list(results) == ["a", "b"]
+        assert seen == {"a": [0.0, 1.0], "b": [0.0, 1.0]}
+        assert clock.monotonic() == 1.0
