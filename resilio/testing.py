@@ -53,8 +53,8 @@ class FakeClock:
        sleeper restarts its count, and it moves time on its 3rd run in a row with no new
        sleeper. So the tasks that were ready when the last sleeper arrived, and the ones they
        wake through up to two more callbacks (setting an :class:`asyncio.Event` wakes its
-       waiters through one), start their own sleeps first. A task that reaches its sleep later (a longer
-       chain of wake-ups, real I/O) finds time already moved.
+       waiters through one), start their own sleeps first. A task that reaches its sleep
+       later (a longer chain of wake-ups, real I/O) finds time already moved.
     3. Then time becomes the earliest wake time (or stays, if :meth:`advance` or :meth:`sleep`
        already moved it past) and every sleeper due by then is woken, earliest first, ties in
        ``seq`` order. Woken tasks run before time moves again, so each reads its own wake time.
