@@ -11,8 +11,20 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from resilio.testing import FakeClock
+
+
+@pytest.fixture(autouse=True)
+def _unconfigured_structlog() -> Iterator[None]:
+    """Leave structlog unconfigured after each test.
+
+    ``structlog.testing.capture_logs()`` restores the processors it replaced but leaves structlog
+    marked as configured, which would send later tests' log lines to stdout.
+    """
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
