@@ -45,6 +45,18 @@ def _misuse(error: TypeError) -> Failure:
     return failure
 
 
+def _not_awaitable(fn: Callable[..., Any], result: Any) -> Failure:
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    if result.__class__ in _LAZY_RESULTS:
+        what = "a generator: a pipeline would only protect creating it"
+    else:
+        what = (
+            f"a non-awaitable {type(result).__qualname__}: execute_async() runs an async def or "
+            "a callable returning an awaitable; use execute() for a plain function"
+        )
+    return _misuse(TypeError(f"{name!r} returned {what}"))
+
+
 class _Invoke(Layer):
     """The innermost layer: calls the user's function and turns its exception into a Failure."""
 
@@ -69,6 +81,8 @@ class _Invoke(Layer):
             result = fn(*args, **kwargs)
             if result.__class__ is types.CoroutineType or inspect.isawaitable(result):
                 result = await result
+            else:
+                return _not_awaitable(fn, result)
         except Exception as exc:
             return Failure(exc)
         if result.__class__ in _LAZY_RESULTS:
@@ -266,7 +280,9 @@ class Pipeline:
         Raises:
             Exception: ``fn``'s own exception with its original traceback, or a
                 :class:`resilio.Rejected` if a policy refused the call.
-            TypeError: If ``fn`` is a generator or async generator function.
+            TypeError: If ``fn`` is a generator or async generator function, or returns
+                something that is not awaitable (a plain function: use :meth:`execute`). This
+                misuse is classified PERMANENT: no policy retries it or counts it.
         """
         code = getattr(fn, "__code__", None)
         if code is not None and code.co_flags & _CO_GENERATORS:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 import resilio
-from resilio.events import RetryScheduled
+from resilio.events import RetryGaveUp, RetryScheduled
 from resilio.policies._base import Args, Env, Kwargs, Layer, Policy
 from resilio.policies._retry_logic import RetryBudget
 from resilio.testing import EventRecorder, FakeClock
@@ -259,6 +259,52 @@ class TestRefusals:
             gc.collect()
         assert made[0].cr_frame is None  # closed
         assert not [w for w in caught if "never awaited" in str(w.message)]
+
+    async def test_execute_async_refuses_a_plain_result(self, clock: FakeClock) -> None:
+        """A sync function given to execute_async is a PERMANENT TypeError naming it."""
+        rec = EventRecorder()
+        calls: list[int] = []
+
+        def plain_total(order: int) -> int:
+            calls.append(order)
+            return order * 2
+
+        p = resilio.Pipeline(
+            [
+                resilio.Fallback(value="fb", on=[resilio.ErrorKind.TRANSIENT]),
+                resilio.Retry(attempts=3, backoff=0),
+            ],
+            clock=clock,
+            listeners=[rec],
+        )
+        with pytest.raises(TypeError, match=r"'.*plain_total' returned a non-awaitable int"):
+            await p.execute_async(plain_total, 21)  # type: ignore[arg-type]
+        assert calls == [21]  # run once: not retried, not replaced as TRANSIENT
+        assert [e.reason for e in rec.of(RetryGaveUp)] == ["permanent"]
+
+    async def test_execute_async_plain_result_not_counted_by_a_breaker(
+        self, clock: FakeClock
+    ) -> None:
+        """The misuse says nothing about the service: a breaker does not count it."""
+        breaker = resilio.CircuitBreaker(failure_threshold=1)
+        p = resilio.Pipeline([breaker], clock=clock)
+        for _ in range(3):
+            with pytest.raises(TypeError, match="non-awaitable int"):
+                await p.execute_async(len, "abc")  # type: ignore[arg-type]
+        assert breaker.snapshot().state is resilio.CircuitState.CLOSED
+
+    async def test_execute_async_names_a_callable_object(self, clock: FakeClock) -> None:
+        """A callable object returning a plain value is named by its class."""
+
+        class Totaller:
+            def __call__(self) -> str:
+                return "x"
+
+        p = resilio.Pipeline([], clock=clock)
+        with pytest.raises(
+            TypeError, match=r"Totaller' returned a non-awaitable str: .* use execute\(\)"
+        ):
+            await p.execute_async(Totaller())  # type: ignore[arg-type]
 
 
 class TestDecorator:
