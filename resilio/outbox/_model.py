@@ -47,12 +47,15 @@ class Queued:
         operation: The operation that will replay the work.
         idempotency_key: The key every replay carries (assigned if the caller gave none).
         reason: Why the work was queued: the failure's reason, or its kind.
+        duplicate: ``True`` when an item with the same idempotency key was already pending or
+            leased: nothing new was stored, and the receipt is that item's.
     """
 
     item_id: str
     operation: str
     idempotency_key: str
     reason: str
+    duplicate: bool = False
 
 
 @frozen(kw_only=True)
@@ -143,8 +146,14 @@ class Backend(Protocol):
     nothing (and return ``False``) if the lease was lost to another drainer meanwhile.
     """
 
-    def add(self, items: Sequence[NewItem]) -> None:
-        """Store new pending items durably."""
+    def add(self, items: Sequence[NewItem]) -> Sequence[OutboxItem | None] | None:
+        """Store new pending items durably, atomically, one live item per idempotency key.
+
+        Returns:
+            Per item, ``None`` if it was stored, or the pending or leased item that already
+            holds its idempotency key (nothing is stored for it). A backend that returns
+            ``None`` instead of a list stored every item.
+        """
         ...
 
     def lease(self, limit: int, now: float, lease_seconds: float) -> list[OutboxItem]:

@@ -19,6 +19,7 @@ from resilio.outbox._model import (
     new_idempotency_key,
     new_item_id,
 )
+from resilio.telemetry._log import log
 from resilio.telemetry.metrics import observe_outbox, unobserve_outbox
 
 if TYPE_CHECKING:
@@ -32,11 +33,20 @@ class Outbox:
 
     Items hold an operation name, a JSON payload and an idempotency key; a
     :class:`~resilio.Drainer` replays them through the operation's handler and pipeline.
+    Enqueueing is idempotent on the key: while an item with the same key is pending or leased,
+    :meth:`enqueue` stores nothing and returns that item's receipt (``duplicate=True``).
+
+    The operation name is not checked against any registry when enqueueing: the outbox does
+    not know the registry that will drain it. An item whose operation the drainer's registry
+    does not know is dead-lettered by the drainer with the reason ``unknown operation '<name>'``.
 
     Args:
         store: A backend (:class:`~resilio.outbox.sqlite.SQLiteBackend`,
-            :class:`~resilio.outbox.redis.RedisBackend`), or a path to a SQLite file. Default: the
-            SQLite file ``resilio-outbox.sqlite3`` in the current directory.
+            :class:`~resilio.outbox.redis.RedisBackend`), or a path to a SQLite file.
+            Default: the SQLite file ``resilio-outbox.sqlite3`` **in the current working
+            directory**, created (with the table) if missing; its path is logged at debug level
+            (``resilio.outbox.opened``). Give a path in production, so the outbox does not
+            depend on where the process was started.
         name: The outbox's name in metrics and logs. Its depth (pending + leased items) is
             reported as the ``resilio.outbox.depth`` gauge and in health reports from
             construction until :meth:`close`; one name is one gauge, so give outboxes that
@@ -55,6 +65,7 @@ class Outbox:
             from resilio.outbox.sqlite import DEFAULT_PATH, SQLiteBackend
 
             store = SQLiteBackend(store if store is not None else DEFAULT_PATH)
+            _log_opened(name, store)
         if not isinstance(store, Backend):
             raise TypeError(f"outbox store must be an outbox backend, got {type(store).__name__}")
         self.backend: Backend = store
@@ -72,21 +83,31 @@ class Outbox:
         synchronous: str = "normal",
         name: str = "outbox",
         clock: Clock | None = None,
+        create: bool = True,
     ) -> Outbox:
         """Make an outbox in a SQLite file (WAL journal).
 
         Args:
-            path: The file; default ``resilio-outbox.sqlite3`` in the current directory.
+            path: The file; default ``resilio-outbox.sqlite3`` in the current working directory.
             synchronous: ``"normal"`` survives process crashes, ``"full"`` also power loss.
             name: The outbox's name in metrics and logs.
             clock: Source of wall-clock time.
+            create: Create the file if missing (default). With ``False`` the file must exist
+                and be an outbox; it is opened without ever creating anything.
 
         Returns:
             The outbox.
+
+        Raises:
+            FileNotFoundError: With ``create=False``, if the file does not exist.
+            ValueError: With ``create=False``, if the file is not an outbox.
         """
         from resilio.outbox.sqlite import DEFAULT_PATH, SQLiteBackend
 
-        backend = SQLiteBackend(path if path is not None else DEFAULT_PATH, synchronous=synchronous)
+        backend = SQLiteBackend(
+            path if path is not None else DEFAULT_PATH, synchronous=synchronous, create=create
+        )
+        _log_opened(name, backend)
         return cls(backend, name=name, clock=clock)
 
     @classmethod
@@ -190,7 +211,8 @@ class Outbox:
                 ``retry_after`` delays the first replay.
 
         Returns:
-            The receipt.
+            The receipt; if an item with the same idempotency key is pending or leased, that
+            item's receipt (``duplicate=True``) and nothing new is stored.
 
         Raises:
             TypeError: If the payload is not JSON-serialisable.
@@ -198,8 +220,7 @@ class Outbox:
         item, queued = self._new(
             operation, payload, idempotency_key, classification, self.clock.time()
         )
-        self.backend.add([item])
-        return queued
+        return _receipts([queued], self.backend.add([item]))[0]
 
     def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[Queued]:
         """Store many items in one write (one transaction or one pipeline round trip).
@@ -209,7 +230,8 @@ class Outbox:
                 (``operation``, ``payload``, optional ``idempotency_key`` and ``classification``).
 
         Returns:
-            One receipt per item, in order.
+            One receipt per item, in order (items whose key is already pending or leased, or
+            repeated within ``items``, get the existing item's receipt, ``duplicate=True``).
         """
         now = self.clock.time()
         new: list[NewItem] = []
@@ -224,9 +246,9 @@ class Outbox:
             )
             new.append(item)
             receipts.append(queued)
-        if new:
-            self.backend.add(new)
-        return receipts
+        if not new:
+            return receipts
+        return _receipts(receipts, self.backend.add(new))
 
     async def enqueue_async(
         self,
@@ -240,8 +262,8 @@ class Outbox:
         item, queued = self._new(
             operation, payload, idempotency_key, classification, self.clock.time()
         )
-        await asyncio.to_thread(self.backend.add, [item])
-        return queued
+        stored = await asyncio.to_thread(self.backend.add, [item])
+        return _receipts([queued], stored)[0]
 
     # -- inspection and maintenance ----------------------------------------------------------
 
@@ -283,3 +305,29 @@ class Outbox:
 
     def __repr__(self) -> str:
         return f"Outbox(name={self.name!r}, backend={self.backend!r})"
+
+
+def _log_opened(name: str, backend: Any) -> None:
+    path = getattr(backend, "path", None)
+    if path is not None:
+        log("debug", "resilio.outbox.opened", outbox=name, path=os.path.abspath(path))
+
+
+def _receipts(receipts: list[Queued], stored: Sequence[OutboxItem | None] | None) -> list[Queued]:
+    if stored is None:
+        return receipts
+    out = []
+    for queued, existing in zip(receipts, stored, strict=True):
+        if existing is None:
+            out.append(queued)
+            continue
+        out.append(
+            Queued(
+                item_id=existing.item_id,
+                operation=existing.operation,
+                idempotency_key=existing.idempotency_key,
+                reason=existing.error_reason or existing.error_kind or "enqueued",
+                duplicate=True,
+            )
+        )
+    return out

@@ -4,6 +4,7 @@ Subcommands: ``stats``, ``list``, ``drain``, ``dead``, ``requeue`` and ``purge``
 from a configuration file's ``outbox:`` section (``--config FILE``) or directly from
 ``--sqlite PATH`` / ``--redis URL``. ``drain`` needs ``--config``: replaying an item needs its
 operation's handler and pipeline. Payloads are never printed unless ``--show-payload`` is given.
+``--sqlite PATH`` must name an existing outbox: the commands never create one (exit status 2).
 """
 
 from __future__ import annotations
@@ -123,7 +124,10 @@ def _open(args: argparse.Namespace, registry: Any = None) -> Outbox:
     if args.sqlite and args.redis:
         raise _UsageError("give --sqlite or --redis, not both")
     if args.sqlite:
-        return Outbox.sqlite(args.sqlite)
+        try:  # never create an outbox here: a mistyped path must not look like an empty outbox
+            return Outbox.sqlite(args.sqlite, create=False)
+        except (FileNotFoundError, ValueError) as exc:
+            raise _UsageError(str(exc)) from None
     if args.redis:
         return Outbox.redis(args.redis, name=args.name)
     if registry is None:

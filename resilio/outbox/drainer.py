@@ -178,14 +178,14 @@ class Drainer:
         try:
             op = self.registry.operation(item.operation)
         except LookupError:
-            raise _UnrunnableError("unknown operation") from None
+            raise _UnrunnableError(f"unknown operation {item.operation!r}") from None
         if getattr(op, "handler", None) is None:
-            raise _UnrunnableError("operation has no handler")
+            raise _UnrunnableError(f"operation {item.operation!r} has no handler")
         pipeline_name = getattr(op, "pipeline_name", None) or getattr(op, "pipeline", None)
         try:
             pipeline = self.registry.pipeline(pipeline_name) if pipeline_name else None
         except LookupError:
-            raise _UnrunnableError("unknown pipeline") from None
+            raise _UnrunnableError(f"unknown pipeline {pipeline_name!r}") from None
         ctx = Context(
             operation=item.operation,
             idempotency_key=item.idempotency_key,
@@ -309,25 +309,61 @@ class Drainer:
 
     # -- batches -----------------------------------------------------------------------------
 
+    @staticmethod
+    def _fresh(
+        leased: list[OutboxItem], seen: set[str], held: dict[str, OutboxItem]
+    ) -> list[OutboxItem] | None:
+        """Return the leased items not yet run in this pass; ``None`` when the pass is over.
+
+        An item that failed and became due again at once (a zero backoff, or a clock advanced
+        by the pipeline's own waits) runs at most once per pass, so the report counts items,
+        not attempts. Such an item is kept in ``held`` (still leased, so the next lease skips
+        it) and given back unrun when the pass ends.
+        """
+        if not leased:
+            return None
+        fresh = [i for i in leased if i.item_id not in seen]
+        again = [i for i in leased if i.item_id in seen]
+        stale = all(i.item_id in held for i in again)
+        held.update((i.item_id, i) for i in again)
+        if not fresh and stale:  # only items whose hold expired came back: stop
+            return None
+        seen.update(i.item_id for i in fresh)
+        return fresh
+
     def drain_once(self, limit: int = 100) -> DrainReport:
-        """Lease and replay up to ``limit`` due items, one after another.
+        """Lease and replay up to ``limit`` due items, one after another, each at most once.
+
+        An item that fails and is due again before the pass ends waits for the next call, so
+        the report counts items (three failing items: ``retried == 3``, whatever ``limit``).
 
         Returns:
             What was done.
         """
         report = DrainReport()
+        held: dict[str, OutboxItem] = {}
+        try:
+            self._drain_pass(limit, report, held)
+        finally:
+            for item in held.values():
+                self.outbox.backend.release(item, self.clock.time())
+        return report
+
+    def _drain_pass(self, limit: int, report: DrainReport, held: dict[str, OutboxItem]) -> None:
         backend = self.outbox.backend
+        seen: set[str] = set()
         while limit > 0 and not self._stop.is_set():
             leased_at = self.clock.monotonic()
-            items = backend.lease(min(limit, self.batch), self.clock.time(), self.lease)
-            if not items:
-                break
+            leased = backend.lease(min(limit, self.batch), self.clock.time(), self.lease)
+            items = self._fresh(leased, seen, held)
+            if items is None:
+                return
             limit -= len(items)
             for i, item in enumerate(items):
                 if self._stop.is_set():
                     for rest in items[i:]:
                         report.released += backend.release(rest, self.clock.time())
-                    return report
+                    return
                 if self.clock.monotonic() - leased_at > self.lease / 2:
                     backend.renew(items[i:], self.clock.time(), self.lease)
                     leased_at = self.clock.monotonic()
@@ -340,7 +376,6 @@ class Drainer:
                     raise
                 finally:
                     self._busy = False
-        return report
 
     async def drain_once_async(self, limit: int = 100) -> DrainReport:
         """Like :meth:`drain_once` on the event loop: storage calls run in worker threads.
@@ -349,14 +384,29 @@ class Drainer:
             What was done.
         """
         report = DrainReport()
+        held: dict[str, OutboxItem] = {}
+        try:
+            await self._drain_pass_async(limit, report, held)
+        finally:
+            for item in held.values():
+                await asyncio.shield(
+                    asyncio.to_thread(self.outbox.backend.release, item, self.clock.time())
+                )
+        return report
+
+    async def _drain_pass_async(
+        self, limit: int, report: DrainReport, held: dict[str, OutboxItem]
+    ) -> None:
         backend = self.outbox.backend
+        seen: set[str] = set()
         while limit > 0 and not self._stop.is_set():
             leased_at = self.clock.monotonic()
-            items = await asyncio.to_thread(
+            leased = await asyncio.to_thread(
                 backend.lease, min(limit, self.batch), self.clock.time(), self.lease
             )
-            if not items:
-                break
+            items = self._fresh(leased, seen, held)
+            if items is None:
+                return
             limit -= len(items)
             for i, item in enumerate(items):
                 if self._stop.is_set():
@@ -364,7 +414,7 @@ class Drainer:
                         report.released += await asyncio.to_thread(
                             backend.release, rest, self.clock.time()
                         )
-                    return report
+                    return
                 if self.clock.monotonic() - leased_at > self.lease / 2:
                     await asyncio.to_thread(backend.renew, items[i:], self.clock.time(), self.lease)
                     leased_at = self.clock.monotonic()
@@ -374,7 +424,6 @@ class Drainer:
                     for rest in items[i + 1 :]:
                         backend.release(rest, self.clock.time())
                     raise
-        return report
 
     # -- running until stopped ---------------------------------------------------------------
 

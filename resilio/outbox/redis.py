@@ -9,7 +9,12 @@ Keys (``P`` is ``resilio:outbox:{name}``; the braces keep them in one cluster sl
 * ``P:dead`` - sorted set of dead items by the time they died;
 * ``P:waiting`` - sorted set of pending items (due or delayed, not leased) by creation time,
   for the age of the oldest one;
-* ``P:done`` - counter of delivered items (delivered items are deleted).
+* ``P:done`` - counter of delivered items (delivered items are deleted);
+* ``P:keys`` - hash from idempotency key to the id of the pending or leased item holding it
+  (enqueueing a key that is held returns the holder instead of adding an item). The field is
+  removed when the holder is delivered or dead-lettered, and set again if a dead item is
+  requeued; an entry naming an item that is no longer live counts as free. Items stored by a
+  version without this hash are not in it, so their keys are not found as held.
 
 Every state change is one Lua script, so leasing and finishing are atomic. Times come from the
 caller's clock (wall time): a lease is judged expired by the next drainer's clock, so machines
@@ -36,26 +41,53 @@ __all__ = ["RedisBackend"]
 _GROUP = "drainers"
 _REAP_EVERY = 60.0  # seconds between checks for idle consumers
 
-# KEYS: stream, delayed, waiting, item prefix.
+# Lua helper: the id of the live (pending or leased) item holding idempotency key k, or false.
+# Scripts using it pass the key hash as an argument and the item prefix as KEYS[4].
+_HOLDER = """
+local function holder(keys_hash, k)
+  local held = redis.call('HGET', keys_hash, k)
+  if not held then return false end
+  local state = redis.call('HGET', KEYS[4] .. held, 'state')
+  if state == 'pending' or state == 'leased' then return held end
+  return false
+end
+"""
+
+# KEYS: stream, delayed, waiting, item prefix, keys.
 # ARGV: one JSON array of strings per item (one argument each keeps the client's packing cheap):
 # id, operation, payload, key, next_run_at, created_at, kind, reason, delayed ("1": first wait in
 # the delayed set).
-_ADD = """
+# Returns only the items not stored: {n, fields of the live item holding its key} each (n counts
+# from 1), so a batch of new keys gets an empty reply.
+_ADD = (
+    _HOLDER
+    + """
+local out = {}
 for n = 1, #ARGV do
   local f = cjson.decode(ARGV[n])
   local id = f[1]
-  redis.call('HSET', KEYS[4] .. id, 'operation', f[2], 'payload', f[3], 'idempotency_key', f[4],
-             'attempts', 0, 'next_run_at', f[5], 'created_at', f[6], 'updated_at', f[6],
-             'state', 'pending', 'error_kind', f[7], 'error_reason', f[8])
-  redis.call('ZADD', KEYS[3], f[6], id)
-  if f[9] == '1' then
-    redis.call('ZADD', KEYS[2], f[5], id)
+  local held = holder(KEYS[5], f[4])
+  if held then
+    local fields = redis.call('HGETALL', KEYS[4] .. held)
+    fields[#fields + 1] = 'item_id'
+    fields[#fields + 1] = held
+    out[#out + 1] = {n, fields}
   else
-    redis.call('XADD', KEYS[1], '*', 'id', id)
+    redis.call('HSET', KEYS[4] .. id, 'operation', f[2], 'payload', f[3], 'idempotency_key', f[4],
+               'attempts', 0, 'next_run_at', f[5], 'created_at', f[6], 'updated_at', f[6],
+               'state', 'pending', 'error_kind', f[7], 'error_reason', f[8])
+    redis.call('HSET', KEYS[5], f[4], id)
+    redis.call('ZADD', KEYS[3], f[6], id)
+    if f[9] == '1' then
+      redis.call('ZADD', KEYS[2], f[5], id)
+    else
+      redis.call('XADD', KEYS[1], '*', 'id', id)
+    end
   end
 end
-return #ARGV
+return out
 """
+)
 
 # Shared Lua prelude: finishing a leased item checks its lease token and takes it off the stream.
 _FINISH = (
@@ -72,6 +104,10 @@ end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HDEL', item, 'token', 'entry', 'lease_until')
 local waiting = KEYS[6]
+local function free_key()
+  local k = redis.call('HGET', item, 'idempotency_key')
+  if k and redis.call('HGET', KEYS[7], k) == ARGV[1] then redis.call('HDEL', KEYS[7], k) end
+end
 """
 )
 
@@ -134,6 +170,7 @@ return out
 _COMPLETE = (
     _FINISH
     + """
+free_key()
 redis.call('DEL', item)
 redis.call('INCR', KEYS[5])
 return 1
@@ -156,6 +193,7 @@ return 1
 _BURY = (
     _FINISH
     + """
+free_key()
 redis.call('HSET', item, 'state', 'dead', 'error_kind', ARGV[4], 'error_reason', ARGV[5],
            'updated_at', ARGV[3])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
@@ -188,8 +226,11 @@ end
 return 1
 """
 
-# KEYS: dead, delayed, item prefix, waiting. ARGV: now, ids... (none: all)
-_REQUEUE = """
+# KEYS: dead, delayed, waiting, item prefix, keys. ARGV: now, ids... (none: all)
+# A dead item whose idempotency key is held by a live item stays dead (that work is queued).
+_REQUEUE = (
+    _HOLDER
+    + """
 local ids = {}
 if #ARGV > 1 then
   for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
@@ -198,16 +239,21 @@ else
 end
 local n = 0
 for _, id in ipairs(ids) do
-  if redis.call('ZREM', KEYS[1], id) == 1 then
-    redis.call('HSET', KEYS[3] .. id, 'state', 'pending', 'attempts', 0, 'next_run_at', ARGV[1],
+  local item = KEYS[4] .. id
+  local k = redis.call('HGET', item, 'idempotency_key')
+  if redis.call('ZSCORE', KEYS[1], id) and not holder(KEYS[5], k) then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HSET', item, 'state', 'pending', 'attempts', 0, 'next_run_at', ARGV[1],
                'updated_at', ARGV[1])
+    redis.call('HSET', KEYS[5], k, id)
     redis.call('ZADD', KEYS[2], ARGV[1], id)
-    redis.call('ZADD', KEYS[4], redis.call('HGET', KEYS[3] .. id, 'created_at'), id)
+    redis.call('ZADD', KEYS[3], redis.call('HGET', item, 'created_at'), id)
     n = n + 1
   end
 end
 return n
 """
+)
 
 # KEYS: dead, item prefix. ARGV: cutoff
 _PURGE_DEAD = """
@@ -293,7 +339,7 @@ class RedisBackend:
         self.prefix = p
         self._stream, self._delayed, self._leases = f"{p}:stream", f"{p}:delayed", f"{p}:leases"
         self._dead, self._done, self._items = f"{p}:dead", f"{p}:done", f"{p}:item:"
-        self._waiting = f"{p}:waiting"
+        self._waiting, self._keys_hash = f"{p}:waiting", f"{p}:keys"
         self.consumer_idle = consumer_idle
         self._next_reap = float("-inf")
         self.consumer = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -310,8 +356,13 @@ class RedisBackend:
         self._stats = c.register_script(_STATS)
         self._create_group()
 
-    def add(self, items: Sequence[NewItem]) -> None:
-        """Store new items atomically in one round trip (one script call)."""
+    def add(self, items: Sequence[NewItem]) -> list[OutboxItem | None]:
+        """Store new items atomically in one round trip (one script call).
+
+        Returns:
+            Per item, ``None`` if it was stored, or the pending or leased item that already
+            holds its idempotency key (nothing is stored for it).
+        """
         args = [
             _dumps(
                 (
@@ -328,8 +379,12 @@ class RedisBackend:
             )
             for i in items
         ]
+        out: list[OutboxItem | None] = [None] * len(args)
         if args:
-            self._add(keys=[self._stream, self._delayed, self._waiting, self._items], args=args)
+            keys = [self._stream, self._delayed, self._waiting, self._items, self._keys_hash]
+            for n, fields in self._add(keys=keys, args=args):
+                out[int(n) - 1] = _to_item(_pairs(fields))
+        return out
 
     def lease(self, limit: int, now: float, lease_seconds: float) -> list[OutboxItem]:
         """Lease due items and items whose lease expired, counting an attempt each."""
@@ -389,7 +444,15 @@ class RedisBackend:
             self._renew(keys=[self._leases, self._items], args=args)
 
     def _keys(self, fifth: str) -> list[str]:
-        return [self._stream, self._delayed, self._leases, self._items, fifth, self._waiting]
+        return [
+            self._stream,
+            self._delayed,
+            self._leases,
+            self._items,
+            fifth,
+            self._waiting,
+            self._keys_hash,
+        ]
 
     def complete(self, item: OutboxItem, now: float) -> bool:
         """Acknowledge and delete a delivered item; count it."""
@@ -438,7 +501,7 @@ class RedisBackend:
         """Make dead items pending and due now."""
         if item_ids is not None and not item_ids:
             return 0
-        keys = [self._dead, self._delayed, self._items, self._waiting]
+        keys = [self._dead, self._delayed, self._waiting, self._items, self._keys_hash]
         return int(self._requeue(keys=keys, args=[repr(now), *(item_ids or [])]))
 
     def purge(self, state: ItemState, older_than: float | None, now: float) -> int:

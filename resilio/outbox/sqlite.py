@@ -14,9 +14,11 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from resilio.outbox._model import ItemState, NewItem, OutboxItem, OutboxStats
+from resilio.telemetry._log import log
 
 __all__ = ["DEFAULT_PATH", "SQLiteBackend"]
 
@@ -44,10 +46,42 @@ CREATE INDEX IF NOT EXISTS outbox_due ON outbox_items (due_at)
 CREATE INDEX IF NOT EXISTS outbox_state ON outbox_items (state, updated_at);
 """
 
+# One live (pending or leased) item per idempotency key. Created apart from the table: a file
+# written by an older version may hold live duplicates, and then the unique index cannot be built.
+# Such a file gets a plain index instead, and enqueue looks the key up before inserting (inside
+# the write transaction, so the result is the same); the unique index is built at the first open
+# after those duplicates are gone.
+_LIVE_KEY_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS outbox_live_key ON outbox_items (idempotency_key) "
+    "WHERE state IN ('pending', 'leased')"
+)
+_LIVE_KEY_PLAIN_INDEX = (
+    "CREATE INDEX IF NOT EXISTS outbox_live_key_plain ON outbox_items (idempotency_key) "
+    "WHERE state IN ('pending', 'leased')"
+)
+
 _COLUMNS = (
     "item_id, operation, payload, idempotency_key, attempts, next_run_at, created_at, state, "
     "error_kind, error_reason, lease_token"
 )
+
+# The WHERE term on state must read exactly as in the indexes' WHERE, so SQLite uses them.
+_LIVE_BY_KEY = (
+    "SELECT " + _COLUMNS + " FROM outbox_items WHERE idempotency_key = ? "  # noqa: S608
+    "AND state IN ('pending', 'leased') LIMIT 1"
+)
+
+_INSERT = (
+    "INSERT INTO outbox_items (item_id, operation, payload, idempotency_key, next_run_at, "
+    "created_at, updated_at, state, due_at, error_kind, error_reason) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+)
+# With the unique index: a row whose key is live is skipped, in the same statement.
+_INSERT_NEW_KEY = (
+    _INSERT + " ON CONFLICT (idempotency_key) WHERE state IN ('pending', 'leased') DO NOTHING"
+)
+
+_MAX_VARIABLES = 500  # keys per IN (...) lookup, well under SQLite's limit
 
 _SYNCHRONOUS = {"off", "normal", "full", "extra"}
 
@@ -71,14 +105,23 @@ def _row_to_item(row: Sequence[Any]) -> OutboxItem:
 class SQLiteBackend:
     """Outbox items in a SQLite file.
 
+    At most one pending or leased item holds an idempotency key (a partial unique index):
+    :meth:`add` stores nothing for a key that is held and returns the holder instead.
+
     Args:
-        path: The database file (created with its directory if missing).
+        path: The database file.
         synchronous: SQLite's ``synchronous`` pragma. ``"normal"`` (default) survives crashes of
             the process; ``"full"`` also survives power loss, at the cost of an fsync per commit.
         busy_timeout: Seconds to wait for another writer's lock before failing.
+        create: Create the file (and its directory) if missing (default). With ``False`` the
+            file must already be an outbox: it is checked read-only first and never created
+            (what the ``resilio outbox`` commands use). Either way an outbox written by an
+            older version gets the idempotency-key index.
 
     Raises:
-        ValueError: If ``synchronous`` is not one of off, normal, full, extra.
+        ValueError: If ``synchronous`` is not one of off, normal, full, extra, or, with
+            ``create=False``, the file is not an outbox.
+        FileNotFoundError: With ``create=False``, if the file does not exist.
     """
 
     def __init__(
@@ -87,6 +130,7 @@ class SQLiteBackend:
         *,
         synchronous: str = "normal",
         busy_timeout: float = 10.0,
+        create: bool = True,
     ) -> None:
         if synchronous.lower() not in _SYNCHRONOUS:
             raise ValueError(
@@ -98,16 +142,37 @@ class SQLiteBackend:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        self._conn().executescript(_SCHEMA)
+        self._uri: str | None = None
+        if create:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        else:
+            self._uri = _check_outbox(self.path) + "?mode=rw"
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        self._unique_keys = self._index_live_keys(conn)
+
+    def _index_live_keys(self, conn: sqlite3.Connection) -> bool:
+        """Build the unique live-key index; ``False`` if live duplicates (old files) block it."""
+        try:
+            conn.execute(_LIVE_KEY_INDEX)
+        except sqlite3.IntegrityError:
+            conn.execute(_LIVE_KEY_PLAIN_INDEX)
+            log("warning", "resilio.outbox.live_key_duplicates", path=self.path)
+            return False
+        conn.execute("DROP INDEX IF EXISTS outbox_live_key_plain")
+        return True
 
     # -- connections -------------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if self._uri is not None:
+                conn = sqlite3.connect(
+                    self._uri, uri=True, isolation_level=None, check_same_thread=False
+                )
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -137,8 +202,14 @@ class SQLiteBackend:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def add(self, items: Sequence[NewItem]) -> None:
-        """Insert new pending items in one transaction."""
+    def add(self, items: Sequence[NewItem]) -> list[OutboxItem | None]:
+        """Insert new pending items in one transaction, one live item per idempotency key.
+
+        Returns:
+            Per item, ``None`` if it was stored, or the pending or leased item that already
+            holds its idempotency key (an earlier item of ``items`` included): then nothing
+            was stored for it.
+        """
         rows = [
             (
                 i.item_id,
@@ -155,12 +226,46 @@ class SQLiteBackend:
             for i in items
         ]
         with self._write() as conn:
-            conn.executemany(
-                "INSERT INTO outbox_items (item_id, operation, payload, idempotency_key, "
-                "next_run_at, created_at, updated_at, state, due_at, error_kind, error_reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                rows,
+            if not self._unique_keys:
+                return self._add_checking(conn, items, rows)
+            if len(rows) == 1:
+                stored = conn.execute(_INSERT_NEW_KEY, rows[0]).rowcount
+            else:
+                stored = conn.executemany(_INSERT_NEW_KEY, rows).rowcount
+            if stored == len(rows):  # no key was held: the common case costs no lookup
+                return [None] * len(rows)
+            return self._holders(conn, items)
+
+    @staticmethod
+    def _holders(conn: sqlite3.Connection, items: Sequence[NewItem]) -> list[OutboxItem | None]:
+        keys = list(dict.fromkeys(i.idempotency_key for i in items))
+        live: dict[str, Sequence[Any]] = {}
+        for lo in range(0, len(keys), _MAX_VARIABLES):
+            chunk = keys[lo : lo + _MAX_VARIABLES]
+            sql = (
+                "SELECT " + _COLUMNS + " FROM outbox_items WHERE "  # noqa: S608
+                "state IN ('pending', 'leased') AND idempotency_key IN "
+                "(" + ", ".join("?" * len(chunk)) + ")"
             )
+            live.update((row[3], row) for row in conn.execute(sql, chunk))
+        out: list[OutboxItem | None] = []
+        for i in items:
+            row = live[i.idempotency_key]
+            out.append(None if row[0] == i.item_id else _row_to_item(row))
+        return out
+
+    @staticmethod
+    def _add_checking(
+        conn: sqlite3.Connection, items: Sequence[NewItem], rows: list[tuple[Any, ...]]
+    ) -> list[OutboxItem | None]:
+        """Insert item by item, looking each key up first (files without the unique index)."""
+        out: list[OutboxItem | None] = []
+        for item, row in zip(items, rows, strict=True):
+            held = conn.execute(_LIVE_BY_KEY, (item.idempotency_key,)).fetchone()
+            if held is None:
+                conn.execute(_INSERT, row)
+            out.append(None if held is None else _row_to_item(held))
+        return out
 
     def lease(self, limit: int, now: float, lease_seconds: float) -> list[OutboxItem]:
         """Lease due items (and items whose lease expired), counting an attempt each."""
@@ -234,17 +339,34 @@ class SQLiteBackend:
         )
 
     def requeue(self, item_ids: Sequence[str] | None, now: float) -> int:
-        """Make dead items pending and due now, with zero attempts."""
-        sql = (
-            "UPDATE outbox_items SET state = 'pending', attempts = 0, next_run_at = ?, "
-            "due_at = ?, updated_at = ? WHERE state = 'dead'"
-        )
+        """Make dead items pending and due now, with zero attempts.
+
+        A dead item whose idempotency key is held by a pending or leased item stays dead: that
+        work is already queued.
+        """
         with self._write() as conn:
             if item_ids is None:
-                return conn.execute(sql, (now, now, now)).rowcount
+                rows = conn.execute(
+                    "SELECT item_id, idempotency_key FROM outbox_items WHERE state = 'dead' "
+                    "ORDER BY updated_at"
+                ).fetchall()
+            else:
+                rows = []
+                for item_id in item_ids:
+                    rows += conn.execute(
+                        "SELECT item_id, idempotency_key FROM outbox_items "
+                        "WHERE state = 'dead' AND item_id = ?",
+                        (item_id,),
+                    ).fetchall()
             total = 0
-            for item_id in item_ids:
-                total += conn.execute(sql + " AND item_id = ?", (now, now, now, item_id)).rowcount
+            for item_id, key in rows:
+                if conn.execute(_LIVE_BY_KEY, (key,)).fetchone() is not None:
+                    continue
+                total += conn.execute(
+                    "UPDATE outbox_items SET state = 'pending', attempts = 0, next_run_at = ?, "
+                    "due_at = ?, updated_at = ? WHERE item_id = ? AND state = 'dead'",
+                    (now, now, now, item_id),
+                ).rowcount
             return total
 
     def purge(self, state: ItemState, older_than: float | None, now: float) -> int:
@@ -292,3 +414,28 @@ class SQLiteBackend:
 
     def __repr__(self) -> str:
         return f"SQLiteBackend(path={self.path!r})"
+
+
+def _check_outbox(path: str) -> str:
+    """Return the ``file:`` URI of an existing outbox file, reading it without writing anything.
+
+    Raises:
+        FileNotFoundError: If nothing exists at ``path``.
+        ValueError: If ``path`` is not a SQLite file with the outbox table.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no outbox at {path}: the file does not exist")
+    uri = Path(os.path.abspath(path)).as_uri()
+    try:
+        probe = sqlite3.connect(uri + "?mode=ro", uri=True)
+        try:
+            found = probe.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox_items'"
+            ).fetchone()
+        finally:
+            probe.close()
+    except sqlite3.Error:  # a directory, or not a SQLite file at all
+        found = None
+    if found is None:
+        raise ValueError(f"{path} is not an outbox (no SQLite file with an outbox_items table)")
+    return uri

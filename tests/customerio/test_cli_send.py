@@ -310,7 +310,11 @@ class TestSendCommand:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """`outbox stats --sqlite PATH` runs resilio's outbox command and exits 0."""
-        assert cli.main(["outbox", "stats", "--sqlite", str(tmp_path / "o.sqlite3")]) == 0
+        from resilio.outbox import Outbox
+
+        store = tmp_path / "o.sqlite3"
+        Outbox.sqlite(store).close()
+        assert cli.main(["outbox", "stats", "--sqlite", str(store)]) == 0
         assert "pending           0" in capsys.readouterr().out
 
     def test_outbox_drain_replays_through_the_adapters_defaults(

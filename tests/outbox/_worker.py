@@ -1,6 +1,6 @@
-"""Processes for the outbox's multi-process tests: a producer, a drainer, and a recording sink.
+"""Processes for the outbox's multi-process tests: producers, a drainer, and a recording sink.
 
-Run as ``python -m tests.outbox._worker ROLE BACKEND TARGET SINK [N]``.
+Run as ``python -m tests.outbox._worker ROLE BACKEND TARGET SINK|N``.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+import subprocess
 import sys
 import time
 from typing import Any
@@ -17,6 +18,19 @@ import attrs
 from resilio._pipeline import Pipeline
 from resilio.classify import Classification, ErrorKind
 from resilio.outbox import Drainer, Outbox
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def spawn_worker(*args: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m tests.outbox._worker ARGS`` from the repository root (stdout piped)."""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.outbox._worker", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+    )
 
 
 class SinkDown(Exception):
@@ -106,6 +120,28 @@ def produce(backend: str, target: str, n: int) -> None:
     outbox.close()
 
 
+def enqueue_keys(backend: str, target: str, n: int) -> None:
+    """Enqueue keys k0..k(n-1) in a random order, alone and in batches; print how many stored."""
+    outbox = open_outbox(backend, target)
+    keys = [f"k{i}" for i in range(n)]
+    random.Random(os.getpid()).shuffle(keys)
+    stored = 0
+    for lo in range(0, n, 10):
+        chunk = keys[lo : lo + 10]
+        if lo % 20:
+            receipts = outbox.enqueue_many(
+                {"operation": "deliver", "payload": {"k": k}, "idempotency_key": k} for k in chunk
+            )
+        else:
+            receipts = [
+                outbox.enqueue(operation="deliver", payload={"k": k}, idempotency_key=k)
+                for k in chunk
+            ]
+        stored += sum(not r.duplicate for r in receipts)
+    outbox.close()
+    print("stored", stored, flush=True)
+
+
 def drain(backend: str, target: str, sink_target: str) -> None:
     """Drain with a sink that fails 30 % of the time (a third of those after recording)."""
     sink = Sink(backend, sink_target)
@@ -150,6 +186,8 @@ if __name__ == "__main__":
     role, backend, target, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     if role == "produce":
         produce(backend, target, int(extra))
+    elif role == "enqueue":
+        enqueue_keys(backend, target, int(extra))
     elif role == "serve":
         serve(backend, target, extra)
     else:

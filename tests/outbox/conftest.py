@@ -35,6 +35,14 @@ def outbox(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> 
         box.close()
 
 
+@pytest.fixture(params=BACKENDS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """Each backend's name ("sqlite", "redis"), marking the Redis case."""
+    if request.param == "redis":
+        request.applymarker(pytest.mark.redis)
+    return str(request.param)
+
+
 @pytest.fixture
 def registry(clock: FakeClock) -> FakeRegistry:
     """A fake operations registry whose pipeline runs on the fake clock."""

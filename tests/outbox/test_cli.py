@@ -114,3 +114,42 @@ def test_drain(
     assert "delivered 2" in capsys.readouterr().out
     assert len(seen) == 2
     assert run("outbox", "drain", "--sqlite", db) == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["stats"],
+        ["list"],
+        ["dead"],
+        ["requeue", "--all"],
+        ["purge"],
+        ["drain", "--config", "x.yaml"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_missing_sqlite_path_is_not_created(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each subcommand given a --sqlite path that does not exist exits 2 naming it, making none."""
+    monkeypatch.setattr(outbox_cli, "_registry", lambda args: FakeRegistry())
+    typo = tmp_path / "typo-dir" / "outbx.db"
+    assert run("outbox", argv[0], "--sqlite", str(typo), *argv[1:]) == 2
+    err = capsys.readouterr().err
+    assert str(typo) in err
+    assert "does not exist" in err
+    assert not (tmp_path / "typo-dir").exists()
+
+
+def test_sqlite_path_that_is_not_an_outbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --sqlite file that is not an outbox exits 2, and the file is left untouched."""
+    other = tmp_path / "notes.db"
+    other.write_bytes(b"just text, not SQLite")
+    assert run("outbox", "stats", "--sqlite", str(other)) == 2
+    assert "not an outbox" in capsys.readouterr().err
+    assert other.read_bytes() == b"just text, not SQLite"

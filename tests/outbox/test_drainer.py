@@ -198,10 +198,45 @@ class TestDrainOnce:
     def test_unknown_operation_is_dead(
         self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
     ) -> None:
-        """An item whose operation is not registered is dead as a permanent 'unknown operation'."""
+        """An item whose operation is not registered is dead, the reason naming the operation."""
         fill(outbox, 1, op="nope")
         assert Drainer(outbox, registry, clock=clock).drain_once().dead == 1
-        assert outbox.items("dead")[0].error_reason == "unknown operation"
+        [item] = outbox.items("dead")
+        assert (item.error_kind, item.error_reason) == ("permanent", "unknown operation 'nope'")
+
+    def test_each_item_runs_once_per_pass(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """Items due again at once after failing are not rerun in the same pass: retried == 3."""
+        calls: list[Any] = []
+
+        def handler(p: Any) -> None:
+            calls.append(p)
+            raise Boom
+
+        registry.add("send", handler)
+        fill(outbox, 3)
+        drainer = Drainer(outbox, registry, clock=clock, backoff=lambda n: 0.0, batch=2)
+        report = drainer.drain_once(limit=10)
+        assert (report.retried, report.processed, report.released) == (3, 3, 0)
+        assert len(calls) == 3
+        assert sorted(i.attempts for i in outbox.items("pending")) == [1, 1, 1]
+        assert drainer.drain_once(limit=10).retried == 3
+
+    async def test_each_item_runs_once_per_async_pass(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """drain_once_async also runs an item at most once per pass."""
+
+        def handler(p: Any) -> None:
+            raise Boom
+
+        registry.add("send", handler)
+        fill(outbox, 3)
+        drainer = Drainer(outbox, registry, clock=clock, backoff=lambda n: 0.0)
+        report = await drainer.drain_once_async(limit=10)
+        assert (report.retried, report.processed) == (3, 3)
+        assert sorted(i.attempts for i in outbox.items("pending")) == [1, 1, 1]
 
     def test_limit_is_respected(
         self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
@@ -357,8 +392,8 @@ def test_operation_without_handler_or_pipeline_is_dead(
     """Items whose operation has no handler, or an unknown pipeline, are dead with a reason."""
     registry.add("nohandler", None)  # type: ignore[arg-type]
     registry.add("nopipe", lambda p: None, pipeline="missing")
-    fill(outbox, 1, op="nohandler")
-    fill(outbox, 1, op="nopipe")
+    for op in ("nohandler", "nopipe"):
+        outbox.enqueue(operation=op, payload=1, idempotency_key=op)
     assert Drainer(outbox, registry, clock=clock).drain_once().dead == 2
     reasons = sorted(i.error_reason or "" for i in outbox.items("dead"))
-    assert reasons == ["operation has no handler", "unknown pipeline"]
+    assert reasons == ["operation 'nohandler' has no handler", "unknown pipeline 'missing'"]
