@@ -30,6 +30,10 @@ class Context:
         payload: A JSON-serialisable description of the call, for replaying it later through the
             operation's handler (the outbox). Never logged or traced.
 
+    Raises:
+        TypeError: If ``operation`` or ``idempotency_key`` is not a string, or ``idempotent`` is
+            not a bool (``"no"`` would otherwise read as true).
+
     Attributes:
         deadline: Absolute monotonic time (of the pipeline's clock) by which the whole execution
             must finish, set by timeout policies; ``None`` for no deadline.
@@ -57,6 +61,18 @@ class Context:
         attributes: Mapping[str, Any] | None = None,
         payload: Any = None,
     ) -> None:
+        if idempotent is not None and idempotent.__class__ is not bool:
+            raise TypeError(
+                f"Context idempotent= must be True, False or None, "
+                f"got {type(idempotent).__qualname__}"
+            )
+        if operation is not None and not isinstance(operation, str):
+            raise TypeError(f"Context operation= must be a str, got {type(operation).__qualname__}")
+        if idempotency_key is not None and not isinstance(idempotency_key, str):
+            raise TypeError(
+                "Context idempotency_key= must be a str, got "
+                f"{type(idempotency_key).__qualname__}"
+            )
         self.operation = operation
         self.idempotency_key = idempotency_key
         self.idempotent = idempotent

@@ -37,6 +37,23 @@ def _refuse_generator(fn: Callable[..., Any]) -> None:
         )
 
 
+def _refuse_call(fn: Any, context: Any, method: str) -> None:
+    """Raise the TypeError for what ``execute``/``execute_async`` cannot run (cold path)."""
+    if context is not None and not isinstance(context, Context):
+        raise TypeError(
+            f"{method}() takes context= as a resilio.Context, got {type(context).__qualname__}"
+        )
+    if inspect.iscoroutine(fn):
+        fn.close()  # never awaited by anyone: close it quietly
+        raise TypeError(
+            f"{method}() takes the async function and its arguments, not a coroutine object: "
+            f"write {method}(fn, *args), not {method}(fn(*args))"
+        )
+    if not callable(fn):
+        raise TypeError(f"{method}() takes a callable, got {type(fn).__qualname__}")
+    _refuse_generator(fn)
+
+
 def _misuse(error: TypeError) -> Failure:
     # A programming error, not a sign of the service's health: PERMANENT, so no policy retries
     # it and no circuit breaker counts it.
@@ -238,11 +255,17 @@ class Pipeline:
         Raises:
             Exception: ``fn``'s own exception with its original traceback, or a
                 :class:`resilio.Rejected` if a policy refused the call.
-            TypeError: If ``fn`` is a generator function or returns a coroutine.
+            TypeError: If ``fn`` is not callable or is a generator function, if ``context`` is
+                not a :class:`resilio.Context` (raised before anything runs), or if ``fn``
+                returns a coroutine (a PERMANENT misuse: never retried or counted).
         """
         code = getattr(fn, "__code__", None)
-        if code is not None and code.co_flags & _CO_GENERATORS:
-            _refuse_generator(fn)
+        if (
+            code is None
+            or code.co_flags & _CO_GENERATORS
+            or (context is not None and context.__class__ is not Context)
+        ):
+            _refuse_call(fn, context, "execute")
         ctx = context if context is not None else Context(self.name)
         ctx.pipeline = self.name
         ctx._clock = self.clock
@@ -280,13 +303,19 @@ class Pipeline:
         Raises:
             Exception: ``fn``'s own exception with its original traceback, or a
                 :class:`resilio.Rejected` if a policy refused the call.
-            TypeError: If ``fn`` is a generator or async generator function, or returns
+            TypeError: If ``fn`` is not callable (a coroutine object included: pass the
+                function and its arguments), is a generator or async generator function, or if
+                ``context`` is not a :class:`resilio.Context`; or if ``fn`` returns
                 something that is not awaitable (a plain function: use :meth:`execute`). This
                 misuse is classified PERMANENT: no policy retries it or counts it.
         """
         code = getattr(fn, "__code__", None)
-        if code is not None and code.co_flags & _CO_GENERATORS:
-            _refuse_generator(fn)
+        if (
+            code is None
+            or code.co_flags & _CO_GENERATORS
+            or (context is not None and context.__class__ is not Context)
+        ):
+            _refuse_call(fn, context, "execute_async")
         ctx = context if context is not None else Context(self.name)
         ctx.pipeline = self.name
         ctx._clock = self.clock

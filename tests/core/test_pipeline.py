@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import sys
@@ -305,6 +306,95 @@ class TestRefusals:
             TypeError, match=r"Totaller' returned a non-awaitable str: .* use execute\(\)"
         ):
             await p.execute_async(Totaller())  # type: ignore[arg-type]
+
+
+async def call(p: resilio.Pipeline, method: str, fn: Any, afn: Any) -> None:
+    if method == "execute":
+        p.execute(fn, context="orders")
+    else:
+        await p.execute_async(afn, context="orders")
+
+
+class TestCallMisuse:
+    """What execute() and execute_async() cannot run is refused before anything runs."""
+
+    def retrying(self, clock: FakeClock, rec: EventRecorder) -> resilio.Pipeline:
+        return resilio.Pipeline(
+            [resilio.Retry(attempts=4, backoff=0.5)], clock=clock, listeners=[rec]
+        )
+
+    def test_execute_refuses_a_non_callable_at_once(self, clock: FakeClock) -> None:
+        """execute(42) is a TypeError naming the type: no attempt, no sleep, no event."""
+        rec = EventRecorder()
+        with pytest.raises(TypeError, match=r"^execute\(\) takes a callable, got int$"):
+            self.retrying(clock, rec).execute(42)  # type: ignore[arg-type]
+        assert (clock.monotonic(), rec.events) == (1000.0, [])
+
+    async def test_execute_async_refuses_a_coroutine_object(self, clock: FakeClock) -> None:
+        """A coroutine object (not the function) is refused, closed, and never warned about."""
+        rec = EventRecorder()
+
+        async def work() -> int:
+            return 1
+
+        coro = work()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(TypeError, match=r"not a coroutine object: write execute_async\(fn"):
+                await self.retrying(clock, rec).execute_async(coro)  # type: ignore[arg-type]
+            gc.collect()
+        assert coro.cr_frame is None  # closed
+        assert not [w for w in caught if "never awaited" in str(w.message)]
+        assert (clock.monotonic(), rec.events) == (1000.0, [])
+
+    async def test_execute_async_refuses_a_non_callable(self, clock: FakeClock) -> None:
+        """execute_async("x") is a TypeError naming the type."""
+        with pytest.raises(TypeError, match=r"^execute_async\(\) takes a callable, got str$"):
+            await self.retrying(clock, EventRecorder()).execute_async("x")  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("method", ["execute", "execute_async"])
+    async def test_context_must_be_a_context(self, clock: FakeClock, method: str) -> None:
+        """context="orders" is a TypeError naming resilio.Context, and fn never runs."""
+        calls: list[int] = []
+
+        async def afn() -> None:
+            calls.append(1)
+
+        def fn() -> None:
+            calls.append(1)
+
+        p = self.retrying(clock, EventRecorder())
+        with pytest.raises(TypeError, match=r"context= as a resilio.Context, got str"):
+            await call(p, method, fn, afn)
+        assert calls == []
+
+    def test_a_context_subclass_is_accepted(self, clock: FakeClock) -> None:
+        """A subclass of Context is a Context."""
+
+        class Tagged(resilio.Context):
+            __slots__ = ()
+
+        assert resilio.Pipeline([], clock=clock).execute(lambda: 7, context=Tagged("op")) == 7
+
+    def test_callable_objects_and_partials_still_run(self, clock: FakeClock) -> None:
+        """Callables without __code__ (partials, builtins) run as before."""
+        p = resilio.Pipeline([], clock=clock)
+        assert p.execute(functools.partial(pow, 2), 10) == 1024
+        assert p.execute(len, "abc") == 3
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"idempotent": "no"}, "idempotent= must be True, False or None, got str"),
+            ({"idempotent": 1}, "idempotent= must be True, False or None, got int"),
+            ({"operation": 3}, "operation= must be a str, got int"),
+            ({"idempotency_key": b"k"}, "idempotency_key= must be a str, got bytes"),
+        ],
+    )
+    def test_context_checks_its_arguments(self, kwargs: dict[str, Any], message: str) -> None:
+        """A truthy "no" must not read as idempotent: Context refuses wrong types."""
+        with pytest.raises(TypeError, match=message):
+            resilio.Context(**kwargs)
 
 
 class TestDecorator:
