@@ -8,11 +8,11 @@ from datetime import timedelta
 
 __all__ = ["DURATION_PATTERN", "parse_duration"]
 
-DURATION_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*(ms|s|m|h)\s*$"
+DURATION_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d)\s*$"
 """The pattern a duration string matches (also used in the JSON Schema)."""
 
 _DURATION = re.compile(DURATION_PATTERN)
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: object) -> float:
@@ -20,7 +20,8 @@ def parse_duration(value: object) -> float:
 
     Args:
         value: A non-negative number of seconds, a :class:`~datetime.timedelta`, or a string
-            ``"<number><unit>"`` with unit ``ms``, ``s``, ``m`` or ``h`` (``"1.5s"``, ``"200ms"``).
+            ``"<number><unit>"`` with unit ``ms``, ``s``, ``m``, ``h`` or ``d`` (``"1.5s"``,
+            ``"200ms"``, ``"7d"``).
 
     Returns:
         The duration in seconds.

@@ -37,7 +37,7 @@ class _Schemas:
     def __init__(self) -> None:
         self.defs: dict[str, Any] = {
             "duration": {
-                "description": "Seconds, or a string with a unit: 200ms, 10s, 5m, 1h.",
+                "description": "Seconds, or a string with a unit: 200ms, 10s, 5m, 1h, 7d.",
                 "anyOf": [
                     {"type": "number", "minimum": 0},
                     {"type": "string", "pattern": DURATION_PATTERN},

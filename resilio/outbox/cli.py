@@ -27,14 +27,31 @@ class _UsageError(Exception):
 
 
 def _duration(text: str) -> float:
-    try:
-        from resilio.config import parse_duration
+    """Parse ``--older-than``: a duration with a unit (``7d``, ``12h``) or a number of seconds."""
+    from resilio.config import parse_duration
 
-        return float(parse_duration(text))
-    except ImportError:  # pragma: no cover - config is part of resilio
-        return float(text)
-    except Exception as exc:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r}") from exc
+    value: object = text
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (e.g. 7d, 12h, 30m or 3600 seconds)"
+        ) from exc
+
+
+def _positive_int(text: str) -> int:
+    """Parse a count option: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +94,9 @@ def register(subparsers: Any, *, registry_factory: Any = None) -> None:
                 default="pending",
                 help="which items (default: pending)",
             )
-        p.add_argument("--limit", type=int, default=50, help="most items to show (default 50)")
+        p.add_argument(
+            "--limit", type=_positive_int, default=50, help="most items to show (default 50)"
+        )
         p.add_argument("--show-payload", action="store_true", help="also print payloads")
         p.add_argument("--json", action="store_true", help="print JSON lines")
         p.set_defaults(func=_list)
@@ -86,10 +105,14 @@ def register(subparsers: Any, *, registry_factory: Any = None) -> None:
 
     p = sub.add_parser("drain", help="replay due items through their operations")
     _common(p)
-    p.add_argument("--limit", type=int, default=1000, help="most items to replay (default 1000)")
+    p.add_argument(
+        "--limit", type=_positive_int, default=1000, help="most items to replay (default 1000)"
+    )
     p.add_argument("--forever", action="store_true", help="keep draining until SIGTERM/SIGINT")
     p.add_argument("--lease", type=_duration, default=30.0, help="lease per item (default 30s)")
-    p.add_argument("--max-attempts", type=int, default=20, help="attempts before dead (20)")
+    p.add_argument(
+        "--max-attempts", type=_positive_int, default=20, help="attempts before dead (20)"
+    )
     p.add_argument("--grace", type=_duration, default=10.0, help="shutdown grace (default 10s)")
     p.set_defaults(func=_drain)
 
@@ -268,6 +291,14 @@ def _requeue(args: argparse.Namespace) -> int:
         n = outbox.requeue(None if args.all else args.ids)
         print(f"requeued {n} item(s)", file=out)
         outbox.close()
+        missing = 0 if args.all else len(set(args.ids)) - n
+        if missing > 0:
+            print(
+                f"resilio outbox requeue: {missing} of the given item id(s) are not dead items "
+                "(unknown, or not in the dead state)",
+                file=sys.stderr,
+            )
+            return 1
         return 0
 
     return _run(args, body)

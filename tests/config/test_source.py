@@ -20,16 +20,17 @@ from resilio.config.source import looks_like_yaml, read_source
         ("10s", 10.0),
         ("1.5m", 90.0),
         ("2h", 7200.0),
+        ("7d", 604800.0),
         (" 5 s ", 5.0),
         (timedelta(minutes=1), 60.0),
     ],
 )
 def test_durations(value: object, seconds: float) -> None:
-    """Durations accept numbers, timedeltas and ms/s/m/h suffixes."""
+    """Durations accept numbers, timedeltas and ms/s/m/h/d suffixes."""
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["10", "ten", "-1s", "1d", -1, True, None, float("inf")])
+@pytest.mark.parametrize("value", ["10", "ten", "-1s", "1w", -1, True, None, float("inf")])
 def test_bad_durations(value: object) -> None:
     """Anything else is a ValueError."""
     with pytest.raises(ValueError, match="duration"):

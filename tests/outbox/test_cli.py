@@ -153,3 +153,40 @@ def test_sqlite_path_that_is_not_an_outbox(
     assert run("outbox", "stats", "--sqlite", str(other)) == 2
     assert "not an outbox" in capsys.readouterr().err
     assert other.read_bytes() == b"just text, not SQLite"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("7d", 604800.0), ("12h", 43200.0), ("3600", 3600.0)]
+)
+def test_older_than_takes_the_forms_its_help_shows(text: str, seconds: float) -> None:
+    """--older-than accepts 7d, 12h and a plain number of seconds, as its help says."""
+    assert outbox_cli._duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "-5", "1w", "nan"])
+def test_older_than_refuses_what_is_not_a_duration(text: str) -> None:
+    """Anything else is a usage error naming the text and the accepted forms."""
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"not a duration: '{text}' \(e\.g\. 7d"):
+        outbox_cli._duration(text)
+
+
+def test_requeue_of_an_unknown_id_says_so(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """requeue with an id that is not a dead item requeues the others and exits 1 saying so."""
+    assert run("outbox", "dead", "--sqlite", db, "--json") == 0
+    dead_id = json.loads(capsys.readouterr().out)["item_id"]
+    assert run("outbox", "requeue", "--sqlite", db, dead_id, "no-such-id") == 1
+    captured = capsys.readouterr()
+    assert "requeued 1 item(s)" in captured.out
+    assert "1 of the given item id(s) are not dead items" in captured.err
+    assert Outbox.sqlite(db).stats().dead == 0
+
+
+@pytest.mark.parametrize("argv", [["list", "--limit", "-1"], ["dead", "--limit", "0"]])
+def test_limit_must_be_positive(
+    db: str, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--limit below 1 is a usage error (argparse exits 2), not "list everything"."""
+    with pytest.raises(SystemExit) as exit_info:
+        run("outbox", argv[0], "--sqlite", db, *argv[1:])
+    assert exit_info.value.code == 2
+    assert "expected a whole number of at least 1" in capsys.readouterr().err
