@@ -134,7 +134,13 @@ class Registry:
 
         Raises:
             ConfigError: Listing every problem; nothing changes.
+            TypeError: If ``source`` is not a path, YAML text or a mapping.
         """
+        if source is None:
+            raise TypeError(
+                "a configuration is a file path (str or pathlib.Path), YAML text or a mapping, "
+                "got None"
+            )
         self.reload(source, environ=environ)
 
     def reload(
@@ -332,7 +338,8 @@ def load_config(
     Raises:
         ConfigError: Listing every problem, each with file, line, column and key path.
         PluginError: If a plugin failed to load or registered a clashing name.
-        TypeError: If ``pipeline_factory`` is combined with a pipeline option.
+        TypeError: If ``pipeline_factory`` is combined with a pipeline option, or ``source``
+            is not a path, YAML text or a mapping.
     """
     registry = Registry(
         clock=clock,

@@ -108,7 +108,16 @@ def read_source(
 
     Returns:
         The document; its ``problems`` may already hold syntax or environment problems.
+
+    Raises:
+        TypeError: If ``source`` is none of these (bytes included: decode them first).
     """
+    if not isinstance(source, str | os.PathLike | Mapping):
+        hint = ": decode it to str first" if isinstance(source, bytes | bytearray) else ""
+        raise TypeError(
+            "a configuration is a file path (str or pathlib.Path), YAML text or a mapping, "
+            f"got {type(source).__qualname__}{hint}"
+        )
     env = os.environ if environ is None else environ
     if isinstance(source, Mapping):
         problems = Problems("<dict>")

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+import resilio
 from resilio.config.durations import parse_duration
 from resilio.config.env import EnvText, core_scalar, substitute
 from resilio.config.source import looks_like_yaml, read_source
@@ -188,3 +189,17 @@ def test_non_string_keys() -> None:
     """Keys must be strings."""
     doc = read_source("1: a\n", {})
     assert doc.problems.lines == ["<string>:1:1: (top level): keys must be strings, found 1"]
+
+
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        (42, "got int$"),
+        (None, "got None$"),
+        (b"pipelines: {}", "got bytes: decode it to str first"),
+    ],
+)
+def test_load_config_names_a_wrong_source_type(source: object, found: str) -> None:
+    """load_config(42), (None) or (bytes) is a TypeError saying what a source may be."""
+    with pytest.raises(TypeError, match=r"a file path .*YAML text or a mapping, " + found):
+        resilio.load_config(source)  # type: ignore[arg-type]
