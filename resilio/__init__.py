@@ -121,7 +121,7 @@ _LAZY: dict[str, str] = {
     "hookspec": "resilio.plugins.hookspecs",
     "load_config": "resilio.config",
 }
-_SUBMODULES = {"backoff", "events", "testing"}
+_SUBMODULES = {"backoff", "config", "events", "outbox", "plugins", "stores", "telemetry", "testing"}
 
 
 def __getattr__(name: str) -> Any:
