@@ -25,6 +25,8 @@ from typing import Any, ClassVar, Literal
 
 from attrs import asdict, field, frozen, validators
 
+from resilio._validators import one_of
+
 __all__ = [
     "Backoff",
     "Constant",
@@ -51,6 +53,14 @@ def _finite_non_negative(_inst: object, attribute: Any, value: float) -> None:
         isinstance(value, int | float) and math.isfinite(value) and value >= 0
     ):
         raise ValueError(f"backoff {attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+def _initial_within_max(backoff: Any) -> None:
+    if backoff.initial > backoff.max:
+        raise ValueError(
+            f"{backoff.kind} backoff initial ({backoff.initial:g}s) must not exceed "
+            f"max ({backoff.max:g}s)"
+        )
 
 
 def _to_float(value: Any) -> Any:
@@ -144,6 +154,9 @@ class Linear(Backoff):
     step: float = _seconds(default=1.0)
     max: float = _seconds(default=30.0)
 
+    def __attrs_post_init__(self) -> None:
+        _initial_within_max(self)
+
     @property
     def cap(self) -> float:
         """The longest delay: ``max``."""
@@ -179,7 +192,10 @@ class Exponential(Backoff):
     multiplier: float = field(
         default=2.0, converter=_to_float, validator=[_finite_non_negative, validators.ge(1.0)]
     )
-    jitter: Jitter = field(default="full", validator=validators.in_(("full", "equal", "none")))
+    jitter: Jitter = field(default="full", validator=one_of("full", "equal", "none"))
+
+    def __attrs_post_init__(self) -> None:
+        _initial_within_max(self)
 
     @property
     def jittered(self) -> bool:
@@ -232,6 +248,9 @@ class DecorrelatedJitter(Backoff):
     multiplier: float = field(
         default=3.0, converter=_to_float, validator=[_finite_non_negative, validators.ge(1.0)]
     )
+
+    def __attrs_post_init__(self) -> None:
+        _initial_within_max(self)
 
     @property
     def jittered(self) -> bool:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from attrs import field, frozen, validators
 
+from resilio._validators import plain
+
 if TYPE_CHECKING:
     from resilio._context import Context
 
@@ -57,7 +59,7 @@ class Classification:
         reason: A short, payload-free reason for logs and errors (``"http 503"``, ``"auth"``).
     """
 
-    kind: ErrorKind = field(validator=validators.instance_of(ErrorKind))
+    kind: ErrorKind = field(validator=plain(validators.instance_of(ErrorKind)))
     retry_after: float | None = field(default=None, validator=_non_negative_or_none)
     reason: str | None = None
 

@@ -10,6 +10,7 @@ operation's handler and pipeline. Payloads are never printed unless ``--show-pay
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -31,10 +32,8 @@ def _duration(text: str) -> float:
     from resilio.config import parse_duration
 
     value: object = text
-    try:
+    with contextlib.suppress(ValueError):
         value = float(text)
-    except ValueError:
-        pass
     try:
         return parse_duration(value)
     except ValueError as exc:

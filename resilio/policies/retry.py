@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from attrs import Factory, field, frozen, validators
 
 from resilio._outcome import Failure
+from resilio._validators import plain
 from resilio.backoff import Backoff, exponential, from_mapping
 from resilio.errors import CircuitOpen
 from resilio.events import RetryGaveUp, RetryScheduled, error_type_name
@@ -87,22 +88,22 @@ class RetryOptions:
     backoff: Backoff = field(
         default=Factory(_default_backoff),
         converter=from_mapping,
-        validator=validators.instance_of(Backoff),
+        validator=plain(validators.instance_of(Backoff)),
     )
     max_delay: float = field(default=60.0, validator=_max_delay)
-    retry_ambiguous: bool = field(default=False, validator=validators.instance_of(bool))
-    wait_on_open_circuit: bool = field(default=False, validator=validators.instance_of(bool))
+    retry_ambiguous: bool = field(default=False, validator=plain(validators.instance_of(bool)))
+    wait_on_open_circuit: bool = field(default=False, validator=plain(validators.instance_of(bool)))
     retry_if_result: Callable[[Any], bool] | None = field(
-        default=None, validator=validators.optional(validators.is_callable())
+        default=None, validator=plain(validators.optional(validators.is_callable()))
     )
     budget: RetryBudget | None = field(
         default=None,
         converter=_to_budget,
-        validator=validators.optional(validators.instance_of(RetryBudget)),
+        validator=plain(validators.optional(validators.instance_of(RetryBudget))),
     )
     rng: random.Random | int | None = field(
         default=None,
-        validator=validators.optional(validators.instance_of((random.Random, int))),
+        validator=plain(validators.optional(validators.instance_of((random.Random, int)))),
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+import re
+from typing import Any
 
 import attrs
 import pytest
@@ -150,17 +152,20 @@ attempts = st.integers(min_value=0, max_value=10**9)
 
 def _any_backoff() -> st.SearchStrategy[backoff.Backoff]:
     mult = st.floats(min_value=1.0, max_value=1e3)
+    bounds = st.tuples(seconds, seconds).map(sorted)  # (initial, max) with initial <= max
+    jitters = st.sampled_from(["full", "equal", "none"])
     return st.one_of(
         st.builds(Constant, seconds=seconds),
-        st.builds(Linear, initial=seconds, step=seconds, max=seconds),
+        st.builds(lambda b, step: Linear(initial=b[0], step=step, max=b[1]), bounds, seconds),
         st.builds(
-            Exponential,
-            initial=seconds,
-            max=seconds,
-            multiplier=mult,
-            jitter=st.sampled_from(["full", "equal", "none"]),
+            lambda b, m, j: Exponential(initial=b[0], max=b[1], multiplier=m, jitter=j),
+            bounds,
+            mult,
+            jitters,
         ),
-        st.builds(DecorrelatedJitter, initial=seconds, max=seconds, multiplier=mult),
+        st.builds(
+            lambda b, m: DecorrelatedJitter(initial=b[0], max=b[1], multiplier=m), bounds, mult
+        ),
     )
 
 
@@ -179,3 +184,27 @@ class TestProperties:
         d = b.delay(attempt, random.Random(seed), previous)
         assert math.isfinite(d)
         assert 0 <= d <= b.cap
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: backoff.exponential(initial=10, max=1), "exponential backoff initial (10s)"),
+        (lambda: backoff.linear(initial=5, max=2), "linear backoff initial (5s)"),
+        (
+            lambda: backoff.decorrelated_jitter(initial=3, max=1),
+            "decorrelated_jitter backoff initial (3s)",
+        ),
+    ],
+)
+def test_initial_above_max_is_refused(make: Any, message: str) -> None:
+    """A first delay longer than the cap is a mistake, named with both values."""
+    with pytest.raises(ValueError, match=re.escape(message) + r" must not exceed max"):
+        make()
+
+
+def test_unknown_jitter_is_one_line() -> None:
+    """A jitter typo reads as one line naming the choices, with no attrs internals."""
+    with pytest.raises(ValueError) as info:
+        backoff.exponential(jitter="fulll")  # type: ignore[arg-type]
+    assert str(info.value) == "jitter must be 'full', 'equal' or 'none', got 'fulll'"

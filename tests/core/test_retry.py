@@ -641,3 +641,18 @@ class TestOpenCircuit:
         assert resilio.Retry(wait_on_open_circuit=True).options.wait_on_open_circuit is True
         with pytest.raises(TypeError):
             resilio.Retry(wait_on_open_circuit="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"retry_ambiguous": "yes"}, "'retry_ambiguous' must be <class 'bool'> (got 'yes'"),
+        ({"retry_if_result": 3}, "'retry_if_result' must be callable (got 3"),
+    ],
+)
+def test_option_type_errors_are_one_line(kwargs: dict[str, Any], message: str) -> None:
+    """A wrong option type is a TypeError whose text is one message, no attrs internals."""
+    with pytest.raises(TypeError) as info:
+        resilio.Retry(**kwargs)
+    assert str(info.value).startswith(message)
+    assert "Attribute(" not in str(info.value)
