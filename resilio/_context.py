@@ -70,8 +70,7 @@ class Context:
             raise TypeError(f"Context operation= must be a str, got {type(operation).__qualname__}")
         if idempotency_key is not None and not isinstance(idempotency_key, str):
             raise TypeError(
-                "Context idempotency_key= must be a str, got "
-                f"{type(idempotency_key).__qualname__}"
+                f"Context idempotency_key= must be a str, got {type(idempotency_key).__qualname__}"
             )
         self.operation = operation
         self.idempotency_key = idempotency_key
