@@ -196,12 +196,15 @@ _NOTE_WHY = {
     "exhausted": "",
     "result": "",
     "permanent": ": the error is permanent",
-    "circuit_open": ": the circuit is open",
     "ambiguous": ": the outcome is ambiguous and the operation is not marked idempotent",
     "deadline": ": the next wait would end past the deadline",
     "retry_after_too_long": ": Retry-After exceeds max_delay or the time left",
     "budget": ": the retry budget is spent",
 }
+
+
+_SAYS_IT_ALL = frozenset(("permanent", "circuit_open", "exhausted", "result"))
+"""Reasons that need no note on a first attempt: with ``attempts=1`` nothing was to be retried."""
 
 
 class _Wait:
@@ -347,13 +350,16 @@ class _RetryLayer(Layer):
         if r.__class__ is not Failure:
             return
         r.attempts = attempt
-        if attempt == 1 and (reason == "permanent" or reason == "circuit_open"):
-            return  # nothing was retried: the error says it all
-        plural = "attempt" if attempt == 1 else "attempts"
-        note = (
-            f"resilio: gave up after {attempt} {plural}{_NOTE_WHY.get(reason, '')} "
-            f"(pipeline '{env.pipeline}', policy '{self._name}')"
-        )
+        if attempt == 1 and reason in _SAYS_IT_ALL:
+            return  # nothing was retried, and the error says why
+        if reason == "circuit_open":  # the last attempt was refused, never called
+            made = attempt - 1
+            what = f"{made} {'call' if made == 1 else 'calls'}: the circuit opened and refused "
+            what += f"attempt {attempt}"
+        else:
+            what = f"{attempt} {'attempt' if attempt == 1 else 'attempts'}"
+            what += _NOTE_WHY.get(reason, "")
+        note = f"resilio: gave up after {what} (pipeline '{env.pipeline}', policy '{self._name}')"
         error = r.exception
         if note not in getattr(error, "__notes__", ()):
             error.add_note(note)

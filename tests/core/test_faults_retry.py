@@ -233,10 +233,11 @@ class TestDisabledRetries:
             calls.append(1)
             raise ConnectionError("the real one")
 
-        with set_testing(attempts=1), pytest.raises(ConnectionError, match="the real one"):
+        with set_testing(attempts=1), pytest.raises(ConnectionError, match="the real one") as info:
             run(p, fn)
         assert calls == [1]
         assert clock.sleeps == []
+        assert not hasattr(info.value, "__notes__")  # nothing was retried: no "gave up" note
 
 
 class TestRetryAfterIsAFloor:

@@ -607,7 +607,7 @@ class TestOpenCircuit:
         assert s.calls == 1
         assert clock.sleeps == [1.0]
         assert info.value.__notes__ == [
-            "resilio: gave up after 2 attempts: the circuit is open "
+            "resilio: gave up after 1 call: the circuit opened and refused attempt 2 "
             "(pipeline 'orders.create', policy 'retry')"
         ]
         assert [e.reason for e in rec.of(RetryGaveUp)] == ["circuit_open"]
