@@ -33,6 +33,10 @@ __all__ = ["BreakerSnapshot", "CircuitBreaker", "CircuitBreakerOptions", "Circui
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
+_REFUSING = {
+    CircuitState.ISOLATED: "is isolated (isolate() was called; reset() closes it)",
+    CircuitState.HALF_OPEN: "is half-open and every trial slot is taken",
+}
 
 
 def _positive(_inst: object, attribute: Any, value: float | None) -> None:
@@ -347,17 +351,23 @@ class CircuitBreaker(Policy):
                 self._rejections += 1
                 retry_after = m.retry_after(now)
                 cause = self._opened_by
+                state = m.state
         if transition is not None:
             self._report(transition, env, ctx, None)
         if admitted:
             return None if closed else tid
-        return self._reject(env, ctx, retry_after, cause)
+        return self._reject(env, ctx, retry_after, cause, state)
 
     def _reject(
-        self, env: Env, ctx: Any, retry_after: float | None, cause: BaseException | None
+        self,
+        env: Env,
+        ctx: Any,
+        retry_after: float | None,
+        cause: BaseException | None,
+        state: CircuitState,
     ) -> Failure:
         error = CircuitOpen(
-            f"circuit breaker {self.name!r} is open",
+            f"circuit breaker {self.name!r} {_REFUSING.get(state, 'is open')}",
             pipeline=env.pipeline,
             policy=self.name,
             retry_after=retry_after,

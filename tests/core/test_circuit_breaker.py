@@ -223,6 +223,7 @@ class TestHalfOpen:
         with pytest.raises(CircuitOpen) as info:
             await p.execute_async(aok)
         assert info.value.retry_after is None
+        assert "is half-open and every trial slot is taken" in str(info.value)
         gate.set()
         assert await asyncio.gather(*trials) == ["ok", "ok"]
         assert state_of(breaker) is CircuitState.CLOSED
@@ -385,6 +386,7 @@ class TestManual:
         with pytest.raises(CircuitOpen) as info:
             p.execute(ok)
         assert info.value.retry_after is None
+        assert "is isolated (isolate() was called; reset() closes it)" in str(info.value)
         breaker.reset()
         assert state_of(breaker) is CircuitState.CLOSED
         assert p.execute(ok) == "ok"
