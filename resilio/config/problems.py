@@ -40,6 +40,7 @@ class Problems:
     def __init__(self, source: str) -> None:
         self.source = source
         self.lines: list[str] = []
+        self._places: list[tuple[int, int]] = []  # (line, column) of each line; (0, 0): none
         self._values: dict[KeyPath, Location] = {}
         self._keys: dict[KeyPath, Location] = {}
         self._reported: set[KeyPath] = set()
@@ -98,15 +99,22 @@ class Problems:
         line = f"{prefix}: {format_path(path)}: {message}"
         if line not in self.lines:  # a default merged into many pipelines is reported once
             self.lines.append(line)
+            self._places.append((0, 0) if where is None else (where.line, where.column))
 
     def __bool__(self) -> bool:
         return bool(self.lines)
 
     def error(self) -> ConfigError:
-        """Return one :class:`ConfigError` listing every problem, one per line."""
-        count = len(self.lines)
+        """Return one :class:`ConfigError` listing every problem, one per line, in file order.
+
+        Problems without a position (about the whole file) come first; the others follow by
+        line and column, whatever order the checks found them in.
+        """
+        order = sorted(range(len(self.lines)), key=lambda i: (self._places[i], i))
+        lines = [self.lines[i] for i in order]
+        count = len(lines)
         head = f"{count} problem{'s' if count != 1 else ''} in {self.source}:"
-        return ConfigError("\n".join([head, *("  " + line for line in self.lines)]), self.lines)
+        return ConfigError("\n".join([head, *("  " + line for line in lines)]), lines)
 
     def raise_if_any(self) -> None:
         """Raise :meth:`error` if any problem was recorded.

@@ -204,12 +204,12 @@ class TestProblems:
         assert problem.startswith(f"{path}:3:1: (top level): invalid YAML:")
 
     def test_unknown_section_and_version(self, write: Write) -> None:
-        """Unknown top-level keys and a wrong version are reported."""
+        """Unknown top-level keys and a wrong version are reported, in file order."""
         path = write("version: 2\npipeline: {}\n")
         assert problems_of(path) == [
-            f"{path}:2:1: pipeline: unknown section 'pipeline' (did you mean 'pipelines'?)",
-            f"{path}:1:10: version: expected 1, found 2",
             f"{path}:1:1: (top level): missing section 'pipelines'",
+            f"{path}:1:10: version: expected 1, found 2",
+            f"{path}:2:1: pipeline: unknown section 'pipeline' (did you mean 'pipelines'?)",
         ]
 
     def test_wrong_ref_kind_and_unknown_ref(self, write: Write) -> None:
@@ -623,7 +623,21 @@ class TestEnvironmentValues:
         path = write("pipelines:\n  p:\n    - retry: {atempts: ${A}}\n")
         problems = problems_of(path, environ={})
         assert len(problems) == 2
-        assert "unknown option 'atempts' (did you mean 'attempts'?)" in problems[1]
+        assert "3:15: pipelines.p[0].retry.atempts: unknown option 'atempts'" in problems[0]
+        assert "3:24: pipelines.p[0].retry.atempts: environment variable A" in problems[1]
+
+
+def test_problems_are_listed_in_file_order(write: Write) -> None:
+    """Problems found by different checks (environment, types, names) come out by line."""
+    path = write(
+        "pipelines:\n"
+        "  p:\n"
+        "    - retry: {attempts: three}\n"
+        "    - timeout: ${UNSET}\n"
+        "    - retyr: {}\n"
+    )
+    lines = [int(problem.split(":")[1]) for problem in problems_of(path, environ={})]
+    assert lines == [3, 4, 5]
 
 
 class TestScalarForms:
