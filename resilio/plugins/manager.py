@@ -133,21 +133,30 @@ class _Problems:
     def __init__(self) -> None:
         self.messages: list[str] = []
         self.failed: dict[str, list[str]] = {}
+        self.to_drop: set[str] = set()
 
-    def add(self, plugin: str, message: str, reason: str) -> None:
-        """Record ``message`` (full) and ``reason`` (names only) against ``plugin``."""
+    def add(self, plugin: str, message: str, reason: str, *, registered: bool = True) -> None:
+        """Record ``message`` (full) and ``reason`` (names only) against ``plugin``.
+
+        ``registered=False`` for a plugin that never got into the manager: nothing to drop (and
+        another plugin registered under the same name must stay).
+        """
         self.messages.append(message)
         self.failed.setdefault(plugin, []).append(reason)
+        if registered:
+            self.to_drop.add(plugin)
 
 
 def _register(pm: pluggy.PluginManager, plugin: object, name: str, problems: _Problems) -> bool:
     try:
         pm.register(plugin, name=name)
     except ValueError as exc:
-        problems.add(name, f"plugin {name!r} could not be registered: {exc}", "not registered")
+        message = f"plugin {name!r} could not be registered: {exc}"
+        problems.add(name, message, "not registered", registered=False)
         return False
     except pluggy.PluginValidationError as exc:
-        problems.add(name, f"plugin {name!r} has an invalid hook: {exc}", "invalid hook")
+        message = f"plugin {name!r} has an invalid hook: {exc}"
+        problems.add(name, message, "invalid hook", registered=False)
         return False
     return True
 
@@ -175,7 +184,10 @@ def _fill(pm: pluggy.PluginManager, problems: _Problems) -> Catalog:
     for hook_name, attr in _REGISTER_HOOKS.items():
         registry = getattr(result, attr)
         caller = getattr(pm.hook, hook_name)
-        for impl in caller.get_hookimpls():
+        # The built-in plugin registers first whatever other plugins' tryfirst/trylast say, so
+        # a plugin taking a built-in name is the one charged with the clash (and dropped).
+        impls = sorted(caller.get_hookimpls(), key=lambda impl: impl.plugin_name != BUILTIN)
+        for impl in impls:
             registry.current_plugin = impl.plugin_name
             try:
                 impl.function(**dict.fromkeys(impl.argnames, registry))
@@ -226,6 +238,7 @@ def _build() -> PluginSystem:
                 f"plugin {ep.name!r} ({ep.value}{where}) failed to load: "
                 f"{type(exc).__name__}: {exc}; set {DISABLE_ENV}={ep.name} to skip it",
                 f"{type(exc).__qualname__} on import",
+                registered=False,
             )
             continue
         if _register(pm, plugin, ep.name, problems):
@@ -235,9 +248,9 @@ def _build() -> PluginSystem:
             infos.append(PluginInfo(name, "code", None, False, _hooks_of(pm, plugin)))
     _unknown_hooks(pm, problems)
     filled = _fill(pm, problems)
-    for name in problems.failed:
+    for name in problems.to_drop:
         _drop(pm, filled, name)
-    infos = [info for info in infos if info.name not in problems.failed]
+    infos = [info for info in infos if info.name not in problems.to_drop]
     failed = {name: tuple(reasons) for name, reasons in problems.failed.items()}
     return PluginSystem(pm, filled, infos, problems.messages, failed)
 

@@ -551,6 +551,40 @@ class TestOneBrokenPlugin:
         assert system.catalog.operations.get("x.op").idempotent is True
         assert list(system.failed) == ["second"]
 
+    def test_plugin_refused_for_a_taken_name_leaves_the_holder(
+        self, site: Path, clock: FakeClock
+    ) -> None:
+        """A code plugin refused for an entry point's name leaves the entry point working."""
+        make_distribution(
+            site, "twin_dist", {"twin": "twin_ep_plugin"}, {"twin_ep_plugin.py": ACME_PLUGIN}
+        )
+        manager.register(_RaisesInRegisterOperations(), name="twin")
+        system = manager.plugin_system(strict=False)
+        assert list(system.failed) == ["twin"]
+        assert system.manager.get_plugin("twin") is not None
+        assert system.catalog.operations.provider("acme.ping") == "twin"
+        assert [p.source for p in system.plugins if p.name == "twin"] == ["twin_ep_plugin"]
+        with pytest.raises(PluginError, match="plugin 'twin' could not be registered"):
+            manager.plugin_system()
+
+    def test_plugin_taking_a_builtin_name_first_is_the_one_dropped(self) -> None:
+        """Even sorted before the built-in plugin (trylast), a plugin taking 'retry' is dropped."""
+        from resilio.policies.retry import Retry
+
+        class Early:
+            @resilio.hookimpl(trylast=True)
+            def resilio_register_policies(self, registry: Any) -> None:
+                registry.add(Retry)
+
+        manager.register(Early(), name="early")
+        system = manager.plugin_system(strict=False)
+        assert list(system.failed) == ["early"]
+        assert system.plugins[0].name == manager.BUILTIN
+        for kind in ("retry", "circuit_breaker"):
+            assert system.catalog.policy_types.provider(kind) == manager.BUILTIN
+        with pytest.raises(PluginError, match=r"plugin 'early' registers policy type 'retry'"):
+            manager.plugin_system()
+
     def test_entry_point_failing_to_import_leaves_the_others(
         self, site: Path, clock: FakeClock
     ) -> None:
