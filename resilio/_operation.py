@@ -29,9 +29,12 @@ def _check_callable(_inst: object, attr: Any, value: object) -> None:
         raise TypeError(f"operation {attr.name} must be callable or None")
 
 
-@frozen(kw_only=True)
+@frozen
 class Operation:
     """A named unit of work, registered by an adapter so configuration and queues can name it.
+
+    ``name`` and ``idempotent`` may be given by position (``Operation("acme.ping", True)``);
+    the other arguments are keyword-only.
 
     Args:
         name: Dotted name, ``"<adapter>.<verb>"`` (``"customerio.track"``).
@@ -47,12 +50,14 @@ class Operation:
 
     name: str = field(validator=_check_name)
     idempotent: bool = field(validator=validators.instance_of(bool))
-    classifier: Classifier | None = field(default=None, validator=_check_callable)
-    handler: Callable[[Any], Any] | None = field(default=None, validator=_check_callable)
-    pipeline: str | None = field(
-        default=None, validator=validators.optional(validators.instance_of(str))
+    classifier: Classifier | None = field(default=None, validator=_check_callable, kw_only=True)
+    handler: Callable[[Any], Any] | None = field(
+        default=None, validator=_check_callable, kw_only=True
     )
-    description: str = field(default="", validator=validators.instance_of(str))
+    pipeline: str | None = field(
+        default=None, validator=validators.optional(validators.instance_of(str)), kw_only=True
+    )
+    description: str = field(default="", validator=validators.instance_of(str), kw_only=True)
 
     @property
     def pipeline_name(self) -> str:

@@ -52,6 +52,9 @@ class Outbox:
             construction until :meth:`close`; one name is one gauge, so give outboxes that
             live at the same time different names.
         clock: Source of wall-clock time (tests pass a fake clock).
+
+    Raises:
+        TypeError: If ``name`` is not a non-empty string, or ``store`` is not a backend.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class Outbox:
         name: str = "outbox",
         clock: Clock | None = None,
     ) -> None:
+        _check_name(name)
         if store is None or isinstance(store, str | os.PathLike):
             from resilio.outbox.sqlite import DEFAULT_PATH, SQLiteBackend
 
@@ -101,7 +105,9 @@ class Outbox:
         Raises:
             FileNotFoundError: With ``create=False``, if the file does not exist.
             ValueError: With ``create=False``, if the file is not an outbox.
+            TypeError: If ``name`` is not a non-empty string.
         """
+        _check_name(name)
         from resilio.outbox.sqlite import DEFAULT_PATH, SQLiteBackend
 
         backend = SQLiteBackend(
@@ -121,7 +127,11 @@ class Outbox:
 
         Returns:
             The outbox.
+
+        Raises:
+            TypeError: If ``name`` is not a non-empty string.
         """
+        _check_name(name)
         from resilio.outbox.redis import RedisBackend
 
         return cls(RedisBackend(client, name=name), name=name, clock=clock)
@@ -305,6 +315,12 @@ class Outbox:
 
     def __repr__(self) -> str:
         return f"Outbox(name={self.name!r}, backend={self.backend!r})"
+
+
+def _check_name(name: object) -> None:
+    # The name labels a metric and a health entry (and Redis keys): None or "" would break them.
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"outbox name must be a non-empty string, got {name!r}")
 
 
 def _log_opened(name: str, backend: Any) -> None:

@@ -5,8 +5,10 @@ The plugin manager is built when the first :class:`resilio.Pipeline` is construc
 takes tens to hundreds of milliseconds, which a first failure must not pay (on an event loop it
 would block every task). The other functions are called only on the failure path
 (classification) or when an event happens; they build the manager themselves if it was reset
-since. If building it fails (a broken plugin), the failure is logged once and calls go on without
-plugins; configuration loading and the ``resilio`` command report the error itself. Log lines go
+since. A broken plugin is dropped on its own: the other plugins keep classifying, observing and
+providing operations; each dropped plugin is logged once per build (``resilio.plugins.failed``,
+names only), and configuration loading and the ``resilio`` command report the error itself. Log
+lines go
 through :func:`resilio.telemetry._log.log` (structlog if the application configured it, else the
 standard ``logging`` logger ``"resilio"``), never to stdout.
 """
@@ -44,7 +46,9 @@ _loaded = False
 _operations: Mapping[str, Operation] = {}
 _classify_hook: Callable[..., Any] | None = None
 _event_impls: tuple[tuple[str, Callable[..., Any]], ...] = ()
-# True while prepare() builds the plugin system: a plugin that constructs a pipeline while it is
+# The dropped plugins of the installed build not yet logged: plugin name → names-only reasons.
+_unreported: Mapping[str, tuple[str, ...]] = {}
+# True while _load() builds the plugin system: a plugin that constructs a pipeline while it is
 # being imported must not start a second, nested build.
 _preparing = False
 
@@ -84,7 +88,7 @@ def subscribe(listener: Listener) -> Callable[[], None]:
 
 def install(system: PluginSystem) -> None:
     """Make the hot path use a freshly built plugin system (called by the manager)."""
-    global _loaded, _operations, _classify_hook, _event_impls
+    global _loaded, _operations, _classify_hook, _event_impls, _unreported
     hook = system.manager.hook
     _operations = system.catalog.operations.items()
     _classify_hook = hook.resilio_classify if hook.resilio_classify.get_hookimpls() else None
@@ -92,13 +96,17 @@ def install(system: PluginSystem) -> None:
     _event_impls = tuple(
         (impl.plugin_name, impl.function) for impl in reversed(hook.resilio_event.get_hookimpls())
     )
+    # Logged on the call path (prepare, or the first failure), not here: the ``resilio`` command
+    # builds the system too, and reports the problems itself.
+    _unreported = dict(system.failed)
     _loaded = True
 
 
 def uninstall() -> None:
     """Forget the plugin system; the next failure or event builds it again."""
-    global _loaded, _operations, _classify_hook, _event_impls
+    global _loaded, _operations, _classify_hook, _event_impls, _unreported
     _loaded = False
+    _unreported = {}
     _operations = {}
     _classify_hook = None
     _event_impls = ()
@@ -109,30 +117,38 @@ def prepare() -> None:
 
     Pipelines call this from their constructor so that plugin discovery happens once, up front,
     rather than inside the first failing call. Nothing happens if the system is already built or
-    being built; a broken plugin is logged and pipelines run without plugins.
+    being built; a broken plugin is dropped and logged, and pipelines run with the others.
     """
-    global _preparing
-    if _loaded or _preparing:
-        return
-    _preparing = True
-    try:
+    if not _loaded:
         _load()
-    finally:
-        _preparing = False
+    elif _unreported:
+        _report()
 
 
 def _load() -> None:
-    global _loaded
-    from resilio.errors import PluginError
+    global _preparing
+    if _preparing:  # a plugin builds a pipeline while it is imported: no nested build
+        return
     from resilio.plugins import manager
 
+    _preparing = True
     try:
-        manager.plugin_system()
-    except PluginError as exc:
-        from resilio.telemetry._log import log
+        manager.plugin_system(strict=False)  # drops faulty plugins instead of raising
+    finally:
+        _preparing = False
+    _report()
 
-        log("warning", "resilio.plugins.failed", problems=exc.problems)
-        _loaded = True  # run without plugins until manager.reset()
+
+def _report() -> None:
+    """Log each plugin the installed build dropped, once: its name and what failed, no message."""
+    global _unreported
+    failed, _unreported = _unreported, {}
+    if not failed:
+        return
+    from resilio.telemetry._log import log
+
+    for plugin, reasons in failed.items():
+        log("warning", "resilio.plugins.failed", plugin=plugin, reason="; ".join(reasons))
 
 
 def apply_operation(error: BaseException, context: Context) -> None:

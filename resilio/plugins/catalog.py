@@ -89,6 +89,18 @@ class _Registry(Generic[V]):
         """Return the name of the plugin that registered ``name``."""
         return self._providers[name]
 
+    def drop_provider(self, plugin: str) -> list[str]:
+        """Remove every entry ``plugin`` registered (a faulty plugin is dropped whole).
+
+        Returns:
+            The names removed.
+        """
+        names = [name for name, provider in self._providers.items() if provider == plugin]
+        for name in names:
+            del self._items[name]
+            del self._providers[name]
+        return names
+
     def items(self) -> Mapping[str, V]:
         """Return every entry, by name."""
         return self._items
@@ -192,6 +204,17 @@ class StoreKindRegistry(_Registry[StoreFactory]):
         self._put(kind, factory)
         if options is not None:
             self.describe(kind, options)
+
+    def drop_provider(self, plugin: str) -> list[str]:
+        """Remove every store kind ``plugin`` registered, with its declared options.
+
+        Returns:
+            The kinds removed.
+        """
+        names = super().drop_provider(plugin)
+        for name in names:
+            self._options.pop(name, None)
+        return names
 
     def describe(self, kind: str, options: Mapping[str, Any]) -> None:
         """Declare the options (name → type annotation) of a registered store kind.

@@ -6,8 +6,11 @@ External plugins are published under the ``resilio`` entry-point group::
     acme = "acme_resilio.plugin"
 
 ``RESILIO_DISABLE_PLUGINS=acme,other`` blocks plugins by entry-point name. A plugin that fails to
-import, implements an unknown hook or registers a name another plugin took makes the whole build
-fail with one :class:`resilio.PluginError` naming every faulty plugin.
+import, implements an unknown hook, raises in a register hook or registers a name another plugin
+took is dropped on its own: the built system keeps every other plugin (their hooks, policy types,
+operations and store kinds), and remembers the problems. :func:`plugin_system` (what
+configuration loading and the ``resilio`` command use) then raises one :class:`resilio.PluginError`
+naming every faulty plugin; pipelines built in code use the system without the faulty plugins.
 """
 
 from __future__ import annotations
@@ -76,13 +79,26 @@ class PluginSystem:
     Attributes:
         manager: The pluggy plugin manager.
         catalog: Policy types, operations and store kinds.
-        plugins: Every plugin, built-in first, then entry points, then ones registered in code.
+        plugins: Every working plugin, built-in first, then entry points, then ones registered in
+            code (a dropped plugin is not listed).
+        problems: Every problem found, in full (what :class:`resilio.PluginError` lists).
+        failed: The dropped plugins: name → what went wrong, names only (no error messages,
+            which may hold data), for log lines.
     """
 
-    def __init__(self, manager: pluggy.PluginManager, catalog: Catalog, plugins: list[PluginInfo]):
+    def __init__(
+        self,
+        manager: pluggy.PluginManager,
+        catalog: Catalog,
+        plugins: list[PluginInfo],
+        problems: list[str] | None = None,
+        failed: dict[str, tuple[str, ...]] | None = None,
+    ):
         self.manager = manager
         self.catalog = catalog
         self.plugins = plugins
+        self.problems = problems or []
+        self.failed = failed or {}
 
 
 _lock = threading.RLock()
@@ -111,14 +127,36 @@ def _dist_name(ep: EntryPoint) -> str | None:
     return None if dist is None else str(dist.metadata["Name"] or "") or None
 
 
-def _register(pm: pluggy.PluginManager, plugin: object, name: str, problems: list[str]) -> bool:
+class _Problems:
+    """The problems of one build, each charged to the plugin that caused it."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self.failed: dict[str, list[str]] = {}
+        self.to_drop: set[str] = set()
+
+    def add(self, plugin: str, message: str, reason: str, *, registered: bool = True) -> None:
+        """Record ``message`` (full) and ``reason`` (names only) against ``plugin``.
+
+        ``registered=False`` for a plugin that never got into the manager: nothing to drop (and
+        another plugin registered under the same name must stay).
+        """
+        self.messages.append(message)
+        self.failed.setdefault(plugin, []).append(reason)
+        if registered:
+            self.to_drop.add(plugin)
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str, problems: _Problems) -> bool:
     try:
         pm.register(plugin, name=name)
     except ValueError as exc:
-        problems.append(f"plugin {name!r} could not be registered: {exc}")
+        message = f"plugin {name!r} could not be registered: {exc}"
+        problems.add(name, message, "not registered", registered=False)
         return False
     except pluggy.PluginValidationError as exc:
-        problems.append(f"plugin {name!r} has an invalid hook: {exc}")
+        message = f"plugin {name!r} has an invalid hook: {exc}"
+        problems.add(name, message, "invalid hook", registered=False)
         return False
     return True
 
@@ -128,35 +166,51 @@ def _hooks_of(pm: pluggy.PluginManager, plugin: object) -> tuple[str, ...]:
     return tuple(sorted(c.name for c in callers))
 
 
-def _unknown_hooks(pm: pluggy.PluginManager) -> list[str]:
-    found = []
+def _unknown_hooks(pm: pluggy.PluginManager, problems: _Problems) -> None:
     for name, caller in vars(pm.hook).items():
         if name.startswith("_") or caller.has_spec():
             continue
         for impl in caller.get_hookimpls():
             if not impl.optionalhook:
-                found.append(f"plugin {impl.plugin_name!r} implements unknown hook {name!r}")
-    return found
+                problems.add(
+                    impl.plugin_name,
+                    f"plugin {impl.plugin_name!r} implements unknown hook {name!r}",
+                    f"unknown hook {name}",
+                )
 
 
-def _fill(pm: pluggy.PluginManager, problems: list[str]) -> Catalog:
+def _fill(pm: pluggy.PluginManager, problems: _Problems) -> Catalog:
     result = Catalog()
     for hook_name, attr in _REGISTER_HOOKS.items():
         registry = getattr(result, attr)
         caller = getattr(pm.hook, hook_name)
-        for impl in caller.get_hookimpls():
+        # The built-in plugin registers first whatever other plugins' tryfirst/trylast say, so
+        # a plugin taking a built-in name is the one charged with the clash (and dropped).
+        impls = sorted(caller.get_hookimpls(), key=lambda impl: impl.plugin_name != BUILTIN)
+        for impl in impls:
             registry.current_plugin = impl.plugin_name
             try:
                 impl.function(**dict.fromkeys(impl.argnames, registry))
             except PluginError as exc:
-                problems.extend(exc.problems)
+                for message in exc.problems:
+                    problems.add(impl.plugin_name, message, f"refused in {hook_name}")
             except Exception as exc:  # any plugin bug is reported by name
-                problems.append(
+                problems.add(
+                    impl.plugin_name,
                     f"plugin {impl.plugin_name!r} failed in {hook_name}: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"{type(exc).__name__}: {exc}",
+                    f"{type(exc).__qualname__} in {hook_name}",
                 )
         registry.current_plugin = "code"
     return result
+
+
+def _drop(pm: pluggy.PluginManager, filled: Catalog, name: str) -> None:
+    """Remove a faulty plugin: its hooks and whatever it registered before failing."""
+    if pm.get_plugin(name) is not None:
+        pm.unregister(name=name)
+    for registry in (filled.policy_types, filled.operations, filled.store_kinds):
+        registry.drop_provider(name)
 
 
 def _build() -> PluginSystem:
@@ -164,7 +218,7 @@ def _build() -> PluginSystem:
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    problems: list[str] = []
+    problems = _Problems()
     infos: list[PluginInfo] = []
     pm.register(builtin, name=BUILTIN)
     infos.append(PluginInfo(BUILTIN, "builtin", None, False, _hooks_of(pm, builtin)))
@@ -179,9 +233,12 @@ def _build() -> PluginSystem:
             plugin = ep.load()
         except Exception as exc:  # reported with the plugin's name
             where = f" from distribution {dist!r}" if dist else ""
-            problems.append(
+            problems.add(
+                ep.name,
                 f"plugin {ep.name!r} ({ep.value}{where}) failed to load: "
-                f"{type(exc).__name__}: {exc}; set {DISABLE_ENV}={ep.name} to skip it"
+                f"{type(exc).__name__}: {exc}; set {DISABLE_ENV}={ep.name} to skip it",
+                f"{type(exc).__qualname__} on import",
+                registered=False,
             )
             continue
         if _register(pm, plugin, ep.name, problems):
@@ -189,33 +246,50 @@ def _build() -> PluginSystem:
     for name, plugin in _extra.items():
         if _register(pm, plugin, name, problems):
             infos.append(PluginInfo(name, "code", None, False, _hooks_of(pm, plugin)))
-    problems.extend(_unknown_hooks(pm))
+    _unknown_hooks(pm, problems)
     filled = _fill(pm, problems)
-    if problems:
-        raise PluginError(f"{len(problems)} plugin problem(s): " + "; ".join(problems), problems)
-    return PluginSystem(pm, filled, infos)
+    for name in problems.to_drop:
+        _drop(pm, filled, name)
+    infos = [info for info in infos if info.name not in problems.to_drop]
+    failed = {name: tuple(reasons) for name, reasons in problems.failed.items()}
+    return PluginSystem(pm, filled, infos, problems.messages, failed)
 
 
-def plugin_system() -> PluginSystem:
+def _error(system: PluginSystem) -> PluginError:
+    problems = system.problems
+    return PluginError(f"{len(problems)} plugin problem(s): " + "; ".join(problems), problems)
+
+
+def plugin_system(*, strict: bool = True) -> PluginSystem:
     """Return the plugin system, building it on first use.
+
+    A faulty plugin is dropped on its own; the others keep working. The build is kept until
+    :func:`reset`, so the problems are found (and faulty plugins imported) once.
+
+    Args:
+        strict: Raise if any plugin was dropped (default). ``False`` returns the system without
+            the faulty plugins; its ``problems`` and ``failed`` say what went wrong.
 
     Returns:
         The plugin manager, the catalog and the plugin list.
 
     Raises:
-        PluginError: If a plugin failed to load or to register (every problem is listed).
+        PluginError: If ``strict`` and a plugin failed to load or to register (every problem is
+            listed).
     """
     global _system
     system = _system
-    if system is not None:
-        return system
-    with _lock:
-        if _system is None:
-            _system = _build()
-            from resilio.plugins import _runtime
+    if system is None:
+        with _lock:
+            if _system is None:
+                _system = _build()
+                from resilio.plugins import _runtime
 
-            _runtime.install(_system)
-        return _system
+                _runtime.install(_system)
+            system = _system
+    if strict and system.problems:
+        raise _error(system)
+    return system
 
 
 def get_plugin_manager() -> pluggy.PluginManager:

@@ -56,7 +56,9 @@ class RetryBudget:
     Accounting is I/O-free: methods take the current monotonic time. Thread-safe.
 
     Args:
-        ratio: Retries allowed per call made, e.g. ``0.2`` for one retry per five calls.
+        ratio: Retries allowed per call made, e.g. ``0.2`` for one retry per five calls. Not a
+            fraction: above ``1`` it allows more than one retry per call on average (``2`` lets
+            every call of a three-attempt policy use both its retries).
         min_retries_per_second: Retries always allowed per second of the window.
         window: Seconds of history the budget remembers.
 

@@ -79,8 +79,8 @@ class RetryOptions:
             throttled failure. By default the policy gives up at once and returns the refusal.
         retry_if_result: A predicate on results: a result it accepts is treated as a failed
             attempt and retried; when attempts run out, the last result is returned.
-        budget: A :class:`RetryBudget` (or its mapping form) limiting retries to a share of
-            recent calls; may be shared by several policies.
+        budget: A :class:`RetryBudget` (or its mapping form) limiting retries to ``ratio``
+            retries per recent call; may be shared by several policies.
         rng: A :class:`random.Random` or an integer seed for jitter (tests pass a seed).
     """
 

@@ -439,6 +439,16 @@ def test_enqueue_without_outbox_section() -> None:
     ]
 
 
+def test_outbox_name_null_is_a_problem(tmp_path: Path) -> None:
+    """outbox.name: null is reported, not an outbox labelled None in metrics and health."""
+    path = tmp_path / "o.sqlite3"
+    source = {"outbox": {"kind": "sqlite", "path": str(path), "name": None}, "pipelines": {}}
+    [problem] = problems_of(source)
+    assert problem == (
+        "<dict>: outbox: cannot create the outbox: outbox name must be a non-empty string, got None"
+    )
+
+
 class TestPipelineOptions:
     def test_classifier_and_clock_reach_every_pipeline(
         self, clock: resilio.testing.FakeClock

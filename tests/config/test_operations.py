@@ -53,6 +53,19 @@ def test_operation_validation() -> None:
     assert Operation(name="x.y", idempotent=True).pipeline_name == "x.y"
 
 
+def test_name_and_idempotent_may_be_positional() -> None:
+    """Operation("acme.ping", True) is the same operation as the keyword form."""
+    operation = Operation("acme.ping", True)
+    assert (operation.name, operation.idempotent) == ("acme.ping", True)
+    assert operation == Operation(name="acme.ping", idempotent=True)
+
+
+def test_options_after_idempotent_are_keyword_only() -> None:
+    """A third positional argument is refused: classifier and the rest are keyword-only."""
+    with pytest.raises(TypeError):
+        Operation("acme.ping", True, lambda error, context: None)  # type: ignore[call-arg]
+
+
 def test_unknown_operation_suggests_close_names() -> None:
     """An unknown operation name lists close matches."""
     registry = load_config({"pipelines": {}}, telemetry=False)

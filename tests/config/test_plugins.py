@@ -317,7 +317,7 @@ class TestRuntime:
     def test_broken_plugin_does_not_break_calls(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: FakeClock
     ) -> None:
-        """On the call path a broken plugin is logged and calls go on without plugins."""
+        """On the call path a broken plugin is dropped and calls go on."""
         site = tmp_path / "s"
         make_distribution(site, "broken2", {"broken2": "broken2_mod"}, {"broken2_mod.py": "1/0"})
         monkeypatch.syspath_prepend(str(site))
@@ -408,6 +408,201 @@ class TestRuntime:
         with pytest.raises(OSError):
             pipeline.execute(send, context=Context("x.send", idempotent=False))
         assert len(calls) == 1
+
+
+class _KeyErrorIsPermanent:
+    """A working plugin: KeyError is PERMANENT, and operation 'good.read' is idempotent."""
+
+    @resilio.hookimpl
+    def resilio_classify(self, error: BaseException, context: Any) -> Any:
+        if isinstance(error, KeyError):
+            return Classification(kind=ErrorKind.PERMANENT, reason="key")
+        return None
+
+    @resilio.hookimpl
+    def resilio_register_operations(self, registry: Any) -> None:
+        registry.add(resilio.Operation(name="good.read", idempotent=True))
+
+
+class _RaisesInRegisterOperations:
+    """A broken plugin, unrelated to the working one."""
+
+    @resilio.hookimpl
+    def resilio_register_operations(self, registry: Any) -> None:
+        raise RuntimeError("plugin bug")
+
+
+def _failing(calls: list[int], error: BaseException) -> Any:
+    def call() -> None:
+        calls.append(1)
+        raise error
+
+    return call
+
+
+class TestOneBrokenPlugin:
+    """A faulty plugin is dropped on its own; the other plugins keep working."""
+
+    @pytest.fixture
+    def good_and_broken(self) -> None:
+        manager.register(_KeyErrorIsPermanent(), name="good")
+        manager.register(_RaisesInRegisterOperations(), name="broken")
+
+    @pytest.mark.usefixtures("good_and_broken")
+    def test_other_plugins_classify_hook_still_applies(self, clock: FakeClock) -> None:
+        """The good plugin's KeyError-is-PERMANENT holds: one attempt, not three."""
+        calls: list[int] = []
+        pipeline = Pipeline([resilio.Retry(attempts=3)], name="p", clock=clock, telemetry=False)
+        with pytest.raises(KeyError):
+            pipeline.execute(_failing(calls, KeyError("k")))
+        assert len(calls) == 1
+
+    @pytest.mark.usefixtures("good_and_broken")
+    def test_other_plugins_operation_idempotence_still_applies(self, clock: FakeClock) -> None:
+        """The good plugin's idempotent operation still lets an AMBIGUOUS failure be retried."""
+        calls: list[int] = []
+        pipeline = Pipeline(
+            [resilio.Retry(attempts=3)],
+            name="p",
+            clock=clock,
+            telemetry=False,
+            classifier=lambda error, context: Classification(kind=ErrorKind.AMBIGUOUS),
+        )
+        ctx = Context("good.read")
+        with pytest.raises(OSError):
+            pipeline.execute(_failing(calls, OSError("reset")), context=ctx)
+        assert ctx.idempotent is True
+        assert len(calls) == 3
+
+    @pytest.mark.usefixtures("good_and_broken")
+    def test_strict_users_still_get_the_error_naming_the_plugin(self, write: Any) -> None:
+        """plugin_system(), catalog() and load_config still raise, naming the broken plugin."""
+        from resilio.config import load_config
+
+        expected = [
+            "plugin 'broken' failed in resilio_register_operations: RuntimeError: plugin bug"
+        ]
+        for attempt in (manager.plugin_system, manager.catalog):
+            with pytest.raises(PluginError) as info:
+                attempt()
+            assert info.value.problems == expected
+        with pytest.raises(PluginError) as info:
+            load_config(write("pipelines: {}\n"), telemetry=False)
+        assert info.value.problems == expected
+
+    @pytest.mark.usefixtures("good_and_broken")
+    def test_non_strict_system_lists_the_dropped_plugin(self) -> None:
+        """Without strict, the system keeps the good plugin and names the dropped one."""
+        system = manager.plugin_system(strict=False)
+        names = [p.name for p in system.plugins]
+        assert "good" in names
+        assert "broken" not in names
+        assert system.failed == {"broken": ("RuntimeError in resilio_register_operations",)}
+        assert system.catalog.operations.provider("good.read") == "good"
+        assert system.manager.get_plugin("broken") is None
+
+    def test_dropped_plugin_loses_its_hooks_and_what_it_registered(self, clock: FakeClock) -> None:
+        """A plugin failing in a later hook is dropped whole: its operation and classify go too."""
+
+        class Half:
+            @resilio.hookimpl
+            def resilio_register_operations(self, registry: Any) -> None:
+                registry.add(resilio.Operation(name="half.op", idempotent=True))
+
+            @resilio.hookimpl
+            def resilio_register_stores(self, registry: Any) -> None:
+                registry.add("half_store", dict, options={"size": int})
+                raise RuntimeError("late bug")
+
+            @resilio.hookimpl
+            def resilio_classify(self, error: BaseException, context: Any) -> Any:
+                return Classification(kind=ErrorKind.PERMANENT, reason="half")
+
+        manager.register(Half(), name="half")
+        system = manager.plugin_system(strict=False)
+        assert "half.op" not in system.catalog.operations
+        assert "half_store" not in system.catalog.store_kinds
+        assert system.catalog.store_kinds.options("half_store") is None
+        classifiers = system.manager.hook.resilio_classify.get_hookimpls()
+        assert "half" not in [impl.plugin_name for impl in classifiers]
+        calls: list[int] = []
+        pipeline = Pipeline([resilio.Retry(attempts=2)], name="p", clock=clock, telemetry=False)
+        with pytest.raises(ValueError):
+            pipeline.execute(_failing(calls, ValueError("v")))
+        assert len(calls) == 2  # TRANSIENT by default: Half's PERMANENT answer is gone
+
+    def test_clash_drops_the_second_plugin_and_keeps_the_first(self, clock: FakeClock) -> None:
+        """Of two plugins registering one operation name, the first keeps it; the second goes."""
+
+        class First:
+            @resilio.hookimpl
+            def resilio_register_operations(self, registry: Any) -> None:
+                registry.add(resilio.Operation(name="x.op", idempotent=True))
+
+        class Second:
+            @resilio.hookimpl
+            def resilio_register_operations(self, registry: Any) -> None:
+                registry.add(resilio.Operation(name="x.op", idempotent=False))
+
+        manager.register(First(), name="first")
+        manager.register(Second(), name="second")
+        system = manager.plugin_system(strict=False)
+        assert system.catalog.operations.provider("x.op") == "first"
+        assert system.catalog.operations.get("x.op").idempotent is True
+        assert list(system.failed) == ["second"]
+
+    def test_plugin_refused_for_a_taken_name_leaves_the_holder(
+        self, site: Path, clock: FakeClock
+    ) -> None:
+        """A code plugin refused for an entry point's name leaves the entry point working."""
+        make_distribution(
+            site, "twin_dist", {"twin": "twin_ep_plugin"}, {"twin_ep_plugin.py": ACME_PLUGIN}
+        )
+        manager.register(_RaisesInRegisterOperations(), name="twin")
+        system = manager.plugin_system(strict=False)
+        assert list(system.failed) == ["twin"]
+        assert system.manager.get_plugin("twin") is not None
+        assert system.catalog.operations.provider("acme.ping") == "twin"
+        assert [p.source for p in system.plugins if p.name == "twin"] == ["twin_ep_plugin"]
+        with pytest.raises(PluginError, match="plugin 'twin' could not be registered"):
+            manager.plugin_system()
+
+    def test_plugin_taking_a_builtin_name_first_is_the_one_dropped(self) -> None:
+        """Even sorted before the built-in plugin (trylast), a plugin taking 'retry' is dropped."""
+        from resilio.policies.retry import Retry
+
+        class Early:
+            @resilio.hookimpl(trylast=True)
+            def resilio_register_policies(self, registry: Any) -> None:
+                registry.add(Retry)
+
+        manager.register(Early(), name="early")
+        system = manager.plugin_system(strict=False)
+        assert list(system.failed) == ["early"]
+        assert system.plugins[0].name == manager.BUILTIN
+        for kind in ("retry", "circuit_breaker"):
+            assert system.catalog.policy_types.provider(kind) == manager.BUILTIN
+        with pytest.raises(PluginError, match=r"plugin 'early' registers policy type 'retry'"):
+            manager.plugin_system()
+
+    def test_entry_point_failing_to_import_leaves_the_others(
+        self, site: Path, clock: FakeClock
+    ) -> None:
+        """An installed plugin that fails to import does not take an installed good one down."""
+        make_distribution(site, "bad_dist", {"bad": "bad_plugin"}, {"bad_plugin.py": "1/0\n"})
+        make_distribution(
+            site, "acme_dist", {"acme": "acme_ep_plugin3"}, {"acme_ep_plugin3.py": ACME_PLUGIN}
+        )
+        pipeline = Pipeline([resilio.Retry(attempts=3)], name="p", clock=clock, telemetry=False)
+        import acme_ep_plugin3  # type: ignore[import-not-found]
+
+        calls: list[int] = []
+        with pytest.raises(acme_ep_plugin3.AcmeError):
+            pipeline.execute(_failing(calls, acme_ep_plugin3.AcmeError()))
+        assert len(calls) == 1  # acme's classifier: PERMANENT
+        assert manager.plugin_system(strict=False).failed == {
+            "bad": ("ZeroDivisionError on import",)
+        }
 
 
 class TestSubscribe:

@@ -166,14 +166,37 @@ class TestBrokenPlugin:
         capsys: pytest.CaptureFixture[str],
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """A plugin failing to load is one warning on "resilio"; stdout stays empty."""
+        """A plugin failing to load is one warning on "resilio" naming it; stdout stays empty."""
         site = tmp_path / "s"
         make_distribution(site, "broken3", {"broken3": "broken3_mod"}, {"broken3_mod.py": "1/0"})
         monkeypatch.syspath_prepend(str(site))
         with caplog.at_level(logging.DEBUG, logger="resilio"):
             Pipeline([], name="p", clock=clock, telemetry=False)
+            Pipeline([], name="q", clock=clock, telemetry=False)  # logged once per build
         [record] = _records(caplog, "resilio.plugins.failed")
         assert record.levelno == logging.WARNING
-        problems = record.resilio_fields["problems"]  # type: ignore[attr-defined]
-        assert any("broken3" in problem for problem in problems)
+        assert record.resilio_fields == {  # type: ignore[attr-defined]
+            "plugin": "broken3",
+            "reason": "ZeroDivisionError on import",
+        }
         assert capsys.readouterr().out == ""
+
+    def test_broken_plugin_line_holds_names_only(
+        self, clock: FakeClock, unconfigured_structlog: None, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The warning names the plugin, the hook and the error type, never the error's message."""
+
+        class Leaky:
+            @resilio.hookimpl
+            def resilio_register_operations(self, registry: Any) -> None:
+                raise RuntimeError(SECRET)
+
+        manager.register(Leaky(), name="leaky")
+        with caplog.at_level(logging.DEBUG, logger="resilio"):
+            Pipeline([], name="p", clock=clock, telemetry=False)
+        [record] = _records(caplog, "resilio.plugins.failed")
+        assert record.resilio_fields == {  # type: ignore[attr-defined]
+            "plugin": "leaky",
+            "reason": "RuntimeError in resilio_register_operations",
+        }
+        assert SECRET not in caplog.text

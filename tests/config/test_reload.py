@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from resilio import ConfigError
+from resilio import CircuitBreaker, CircuitOpen, ConfigError
 from resilio.config import load_config
+from resilio.policies._breaker_state import CircuitState
+from resilio.testing import FakeClock
 from tests.config.conftest import Counter
 
 Write = Callable[..., Path]
@@ -89,53 +91,122 @@ class TestReload:
         registry.reload()
         assert set(registry.pipelines) == {"a"}
 
-    def test_calls_in_flight_finish_on_old_pipeline_under_concurrency(self, write: Write) -> None:
-        """Threads calling while another reloads always see a complete pipeline, old or new."""
+    def test_call_in_flight_finishes_on_old_pipeline_and_new_calls_use_new(
+        self, write: Write
+    ) -> None:
+        """A call held inside the old pipeline finishes there; a call after reload uses the new."""
+        path = write(BASE)
+        registry = load_config(path, telemetry=False)
+        old_pipeline = registry.pipeline("a")
+        old_counter = old_pipeline.policies[0]
+        assert isinstance(old_counter, Counter)
+        in_call = threading.Event()
+        release = threading.Event()
+        results: list[str] = []
+
+        def slow() -> str:
+            in_call.set()
+            release.wait(5)
+            return "held done"
+
+        held = threading.Thread(target=lambda: results.append(old_pipeline.execute(slow)))
+        held.start()
+        assert in_call.wait(5)
+        path.write_text(BASE.replace("limit: 5", "limit: 6"), encoding="utf-8")
+        registry.reload()
+        new_pipeline = registry.pipeline("a")
+        new_counter = new_pipeline.policies[0]
+        assert new_pipeline is not old_pipeline
+        assert isinstance(new_counter, Counter)
+        assert new_counter.options.limit == 6
+        assert new_pipeline.execute(lambda: "new") == "new"  # while the old call is still held
+        assert held.is_alive()
+        release.set()
+        held.join(5)
+        assert results == ["held done"]
+        assert (old_counter.calls, new_counter.calls) == (1, 1)
+
+    def test_concurrent_callers_see_complete_pipelines_in_reload_order(self, write: Write) -> None:
+        """Threads calling during reloads see whole pipelines, never an older one after a newer.
+
+        Once the last reload returned, every new call runs on its pipeline.
+        """
         path = write(BASE)
         registry = load_config(path, telemetry=False)
         stop = threading.Event()
         errors: list[BaseException] = []
-        seen_limits: set[int] = set()
-        in_call = threading.Event()
-        release = threading.Event()
+        seen: dict[int, list[int]] = {}
+        after_reloads: dict[int, int] = {}
 
-        def slow() -> None:
-            in_call.set()
-            release.wait(5)
-
-        def caller() -> None:
+        def caller(number: int) -> None:
+            limits = seen.setdefault(number, [])
             try:
                 while not stop.is_set():
                     pipeline = registry.pipeline("a")
                     assert len(pipeline.policies) == 2
-                    seen_limits.add(pipeline.policies[0].options.limit)
+                    limits.append(pipeline.policies[0].options.limit)
                     pipeline.execute(lambda: None)
+                final = registry.pipeline("a")
+                final.execute(lambda: None)
+                after_reloads[number] = final.policies[0].options.limit
             except BaseException as exc:  # reported by the test
                 errors.append(exc)
 
-        # One call is held inside the old pipeline while the reload happens.
-        old_pipeline = registry.pipeline("a")
-        held = threading.Thread(target=lambda: old_pipeline.execute(slow))
-        held.start()
-        assert in_call.wait(5)
-        threads = [threading.Thread(target=caller) for _ in range(4)]
+        threads = [threading.Thread(target=caller, args=(n,)) for n in range(4)]
         for t in threads:
             t.start()
         for limit in range(6, 30):
             path.write_text(BASE.replace("limit: 5", f"limit: {limit}"), encoding="utf-8")
             registry.reload()
-        release.set()
-        held.join(5)
         stop.set()
         for t in threads:
             t.join(5)
         assert errors == []
-        assert registry.pipeline("a").policies[0].options.limit == 29
-        assert old_pipeline.policies[0].options.limit == 5
-        held_policy = old_pipeline.policies[0]
-        assert isinstance(held_policy, Counter)
-        assert held_policy.calls >= 1
-        assert len(seen_limits) >= 1
+        assert after_reloads == dict.fromkeys(range(4), 29)
+        for limits in seen.values():
+            assert limits == sorted(limits)
+            assert set(limits) <= set(range(5, 30))
+        final_counter = registry.pipeline("a").policies[0]
+        assert isinstance(final_counter, Counter)
+        assert final_counter.calls >= 4  # each thread's call after the reloads ran on it
+
+    def test_open_breaker_stays_open_when_unchanged_and_a_changed_one_is_rebuilt(
+        self, write: Write, clock: FakeClock
+    ) -> None:
+        """An open CircuitBreaker whose options did not change keeps its instance and state."""
+        text = """
+        pipelines:
+          kept:
+            - circuit_breaker: {{failure_threshold: 2, break_duration: 60s}}
+          changed:
+            - circuit_breaker: {{failure_threshold: {threshold}, break_duration: 60s}}
+        """
+        path = write(text.format(threshold=2))
+        registry = load_config(path, telemetry=False, clock=clock)
+        breakers = {}
+        for name in ("kept", "changed"):
+            breaker = registry.pipeline(name).policies[0]
+            assert isinstance(breaker, CircuitBreaker)
+            for _ in range(2):
+                with pytest.raises(ConnectionError):
+                    registry.pipeline(name).execute(_refused)
+            assert breaker.state is CircuitState.OPEN
+            breakers[name] = breaker
+        write(text.format(threshold=3))
+        registry.reload()
+        kept = registry.pipeline("kept").policies[0]
+        assert kept is breakers["kept"]
+        assert isinstance(kept, CircuitBreaker)
+        assert kept.state is CircuitState.OPEN
+        assert kept.snapshot().failures == 2
+        with pytest.raises(CircuitOpen):
+            registry.pipeline("kept").execute(lambda: "not run")
+        changed = registry.pipeline("changed").policies[0]
+        assert changed is not breakers["changed"]
+        assert isinstance(changed, CircuitBreaker)
+        assert changed.options.failure_threshold == 3
+        assert changed.state is CircuitState.CLOSED
+        assert registry.pipeline("changed").execute(lambda: "ran") == "ran"
 
     def test_reload_without_source(self) -> None:
         """reload() with nothing loaded before is a clear ValueError."""
@@ -143,3 +214,7 @@ class TestReload:
 
         with pytest.raises(ValueError, match="nothing to reload"):
             Registry(telemetry=False).reload()
+
+
+def _refused() -> None:
+    raise ConnectionError("refused")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import yaml
 
@@ -33,8 +34,24 @@ def is_connection_error(error: BaseException) -> bool:
     return isinstance(error, ConnectionError)
 
 
+def key_of_first_argument(args: tuple[Any, ...], kwargs: dict[str, Any], ctx: Any) -> str:
+    """An idempotency key function importable by path."""
+    return str(args[0])
+
+
+def fallback_handler(error: BaseException) -> str:
+    """A fallback handler importable by path."""
+    return "fallback"
+
+
+# Each entry sets options away from their defaults; together they set every option of every
+# built-in policy type (test_samples_exercise_every_option checks), except the ones holding an
+# object the configuration names instead of describing: ``store`` (an entry of ``stores:``) and
+# a fallback's ``enqueue`` (the configuration's ``outbox``).
+NAMED_OBJECTS = {"store", "enqueue"}
 SAMPLES: dict[str, Callable[[], Policy]] = {
     "timeout": lambda: _policy("timeout", seconds=2.5, name="overall"),
+    "timeout_thread": lambda: _policy("timeout", seconds=0.75, mode="thread", max_workers=3),
     "retry": lambda: _policy(
         "retry",
         attempts=5,
@@ -43,8 +60,17 @@ SAMPLES: dict[str, Callable[[], Policy]] = {
         retry_ambiguous=True,
         retry_if_result=is_connection_error,
     ),
+    "retry_budget": lambda: _policy(
+        "retry",
+        wait_on_open_circuit=True,
+        budget={"ratio": 0.25, "min_retries_per_second": 3, "window": 20},
+        rng=42,
+    ),
     "fallback": lambda: _policy(
         "fallback", value={"status": "queued"}, on=(ConnectionError, ErrorKind.THROTTLED)
+    ),
+    "fallback_handler": lambda: _policy(
+        "fallback", handler=fallback_handler, on=is_connection_error, name="degrade"
     ),
     "circuit_breaker": lambda: _policy(
         "circuit_breaker",
@@ -57,9 +83,32 @@ SAMPLES: dict[str, Callable[[], Policy]] = {
         max_break_duration=300.0,
         half_open_max_calls=2,
     ),
+    "circuit_breaker_slow": lambda: _policy(
+        "circuit_breaker",
+        failure_threshold=7,
+        slow_call_duration=2.5,
+        slow_call_rate=0.8,
+        window_size=50,
+        minimum_calls=5,
+        success_threshold=3,
+        half_open_max_calls=4,
+        sync_interval=0.5,
+    ),
     "bulkhead": lambda: _policy("bulkhead", max_concurrent=4, max_queued=8, queue_timeout=1.5),
     "rate_limiter": lambda: _policy("rate_limiter", rate=100, per=1.0),
+    "rate_limiter_burst": lambda: _policy(
+        "rate_limiter", rate=5, per=60.0, burst=12, max_wait=2.5, name="api"
+    ),
     "idempotency": lambda: _policy("idempotency"),
+    "idempotency_options": lambda: _policy(
+        "idempotency",
+        ttl=120.0,
+        key=key_of_first_argument,
+        wait=False,
+        lease=15.0,
+        max_entries=500,
+        poll_interval=0.25,
+    ),
 }
 
 
@@ -72,8 +121,49 @@ def test_code_to_yaml_to_code(kind: str, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"version": 1, "pipelines": {"p": [entry]}}), encoding="utf-8")
     loaded = load_config(path, telemetry=False).pipeline("p").policies[0]
     assert type(loaded) is type(policy)
-    assert loaded.options == policy.options
+    assert _comparable(loaded.options) == _comparable(policy.options)
     assert loaded.name == policy.name
+
+
+def _comparable(options: Any) -> Any:
+    """The options, with a RetryBudget (stateful, compared by identity) as its parameters."""
+    budget = getattr(options, "budget", None)
+    if budget is None:
+        return options
+    return (attrs.evolve(options, budget=None), budget.to_mapping())
+
+
+def test_samples_exercise_every_option() -> None:
+    """Every option of every built-in policy type differs from its default in some sample."""
+    exercised: dict[str, set[str]] = {}
+    for make in SAMPLES.values():
+        policy = make()
+        seen = exercised.setdefault(policy.kind, set())
+        for field in attrs.fields(type(policy.options)):
+            if getattr(policy.options, field.name) != _default(field):
+                seen.add(field.name)
+    missing = {
+        kind: sorted({f.name for f in attrs.fields(_options_class(kind))} - seen - NAMED_OBJECTS)
+        for kind, seen in exercised.items()
+    }
+    assert set(exercised) == set(BUILTIN_POLICIES)
+    assert missing == {kind: [] for kind in BUILTIN_POLICIES}
+
+
+def _options_class(kind: str) -> type:
+    module_name, class_name = BUILTIN_POLICIES[kind]
+    options_class: type = getattr(importlib.import_module(module_name), class_name).options_class
+    return options_class
+
+
+def _default(field: Any) -> Any:
+    default = field.default
+    factory = getattr(default, "factory", None)  # an attrs.Factory (the retry backoff)
+    if factory is not None:
+        return factory()
+    if field.converter is not None and default is not attrs.NOTHING:
+        return field.converter(default)
+    return default
 
 
 def test_spelled_forms_equal_code() -> None:

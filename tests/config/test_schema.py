@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
 
 import resilio
+from resilio import ConfigError
 from resilio.config import json_schema, load_config
 
 
@@ -80,3 +89,80 @@ def test_store_kinds_and_their_options_appear() -> None:
     }
     assert by_kind["redis"]["properties"]["cooldown"] == {"$ref": "#/$defs/duration"}
     assert by_kind["memory"]["additionalProperties"] is False
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+VALID = {
+    "version": 1,
+    "pipelines": {
+        "p": [
+            {"timeout": "10s"},
+            {"retry": {"attempts": 3, "backoff": {"kind": "constant", "seconds": "1s"}}},
+            {"circuit_breaker": {"failure_threshold": 5}},
+        ]
+    },
+}
+
+
+def _validator() -> Any:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _yaml_blocks(path: Path) -> list[Any]:
+    text = path.read_text(encoding="utf-8")
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+
+
+def _error_paths(validator: Any, document: Any) -> list[list[Any]]:
+    return sorted(list(error.absolute_path) for error in validator.iter_errors(document))
+
+
+def test_schema_is_a_valid_draft_2020_12_schema() -> None:
+    """The generated schema passes the draft 2020-12 metaschema (checked by jsonschema)."""
+    _validator()
+
+
+@pytest.mark.parametrize(
+    ("document", "index"), [("README.md", 0), ("docs/configuration.md", 0)], ids=str
+)
+def test_documented_examples_are_valid(document: str, index: int) -> None:
+    """The README's example file and the reference's complete file validate, and load."""
+    validator = _validator()
+    example = _yaml_blocks(ROOT / document)[index]
+    assert "pipelines" in example
+    assert _error_paths(validator, example) == []
+
+
+def test_readme_example_loads() -> None:
+    """The same README example is accepted by load_config (schema and loader agree)."""
+    example = _yaml_blocks(ROOT / "README.md")[0]
+    registry = load_config(example, telemetry=False)
+    assert set(registry.pipelines) == {"orders.create"}
+
+
+@pytest.mark.parametrize(
+    ("mistake", "path"),
+    [
+        (lambda d: d.update(extra=1), []),
+        (lambda d: d["pipelines"]["p"].append({"retyr": {}}), ["pipelines", "p", 3]),
+        (lambda d: d["pipelines"]["p"][1]["retry"].update(attemps=3), ["pipelines", "p", 1]),
+        (lambda d: d["pipelines"]["p"].__setitem__(0, {"timeout": "soon"}), ["pipelines", "p", 0]),
+        (lambda d: d.update(version="one"), ["version"]),
+    ],
+    ids=["unknown section", "unknown policy type", "unknown option", "bad duration", "version"],
+)
+def test_one_mistake_is_one_error_at_its_place(
+    mistake: Callable[[dict[str, Any]], None], path: list[Any]
+) -> None:
+    """A valid file validates; each mistake added to it is reported at its own path."""
+    validator = _validator()
+    assert _error_paths(validator, VALID) == []
+    document = copy.deepcopy(VALID)
+    mistake(document)
+    assert _error_paths(validator, document) == [path]
+    with pytest.raises(ConfigError):
+        load_config(document, telemetry=False)

@@ -438,6 +438,101 @@ class TestMisuse:
         assert state_of(breaker) is CircuitState.CLOSED
 
 
+INTERRUPTS = [KeyboardInterrupt, asyncio.CancelledError, SystemExit]
+# The closed fast path; the slow path (a slow-call rule reads the clock); a rate window.
+CLOSED_PATHS: dict[str, dict[str, Any]] = {
+    "fast": {},
+    "slow_call_rule": {"slow_call_duration": 5.0, "slow_call_rate": 0.5, "minimum_calls": 1},
+    "rate_window": {"failure_rate": 0.5, "minimum_calls": 1, "window_size": 10},
+}
+
+
+def _assert_nothing_counted(breaker: CircuitBreaker) -> None:
+    snap = breaker.snapshot()
+    assert snap.state is CircuitState.CLOSED
+    assert (snap.failures, snap.consecutive_failures, snap.window_failures) == (0, 0, 0)
+    assert snap.last_failure_at is None
+
+
+class TestInterrupts:
+    """KeyboardInterrupt, CancelledError and SystemExit pass a closed breaker uncounted."""
+
+    @pytest.mark.parametrize("path", list(CLOSED_PATHS))
+    @pytest.mark.parametrize("exc_type", INTERRUPTS)
+    def test_sync_interrupt_is_not_a_failure(
+        self, clock: FakeClock, exc_type: type[BaseException], path: str
+    ) -> None:
+        """Raised at once, called once, no event; with threshold 1 the circuit stays closed."""
+        breaker, p, rec = make(clock, failure_threshold=1, **CLOSED_PATHS[path])
+        calls: list[int] = []
+
+        def interrupted() -> None:
+            calls.append(1)
+            raise exc_type
+
+        with pytest.raises(exc_type):
+            p.execute(interrupted)
+        assert calls == [1]
+        assert rec.events == []
+        _assert_nothing_counted(breaker)
+        fail_times(p, 1)  # a real failure is still counted, and opens at threshold 1
+        assert (breaker.snapshot().failures, breaker.state) == (1, CircuitState.OPEN)
+
+    @pytest.mark.parametrize("path", list(CLOSED_PATHS))
+    @pytest.mark.parametrize("exc_type", INTERRUPTS)
+    async def test_async_interrupt_is_not_a_failure(
+        self, clock: FakeClock, exc_type: type[BaseException], path: str
+    ) -> None:
+        """Under execute_async the same holds."""
+        breaker, p, rec = make(clock, failure_threshold=1, **CLOSED_PATHS[path])
+        calls: list[int] = []
+
+        async def interrupted() -> None:
+            calls.append(1)
+            raise exc_type
+
+        with pytest.raises(exc_type):
+            await p.execute_async(interrupted)
+        assert calls == [1]
+        assert rec.events == []
+        _assert_nothing_counted(breaker)
+
+    async def test_cancelled_task_is_not_a_failure(self, clock: FakeClock) -> None:
+        """A task cancelled while its call awaits inside the breaker is not counted."""
+        breaker, p, _ = make(clock, failure_threshold=1)
+        started = asyncio.Event()
+
+        async def hangs() -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        task = asyncio.ensure_future(p.execute_async(hangs))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        _assert_nothing_counted(breaker)
+
+    @pytest.mark.parametrize("exc_type", INTERRUPTS)
+    def test_interrupted_trial_frees_the_slot_uncounted(
+        self, clock: FakeClock, exc_type: type[BaseException]
+    ) -> None:
+        """An interrupted half-open trial neither reopens nor closes; the next call is a trial."""
+        breaker, p, _ = make(clock, failure_threshold=1, break_duration=10)
+        fail_times(p, 1)
+        clock.advance(10)
+
+        def interrupted() -> None:
+            raise exc_type
+
+        with pytest.raises(exc_type):
+            p.execute(interrupted)
+        assert state_of(breaker) is CircuitState.HALF_OPEN
+        assert breaker.snapshot().failures == 1
+        assert p.execute(ok) == "ok"
+        assert state_of(breaker) is CircuitState.CLOSED
+
+
 class TestSharing:
     def test_events_go_to_the_pipeline_that_caused_them(self, clock: FakeClock) -> None:
         """A breaker in two pipelines reports a transition to the pipeline whose call caused it."""

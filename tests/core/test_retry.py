@@ -353,6 +353,14 @@ class TestBudget:
         assert [budget.try_spend(100.0) for _ in range(3)] == [True, True, False]
         assert budget.available(100.0) == 0
 
+    def test_ratio_above_one_allows_several_retries_per_call(self) -> None:
+        """ratio is retries per call, not a fraction: 2 funds two retries for each call."""
+        budget = RetryBudget(ratio=2.0, min_retries_per_second=0, window=10)
+        budget.record_call(100.0)
+        budget.record_call(100.0)
+        assert budget.available(100.0) == 4
+        assert [budget.try_spend(100.0) for _ in range(5)] == [True, True, True, True, False]
+
     def test_tokens_expire_after_the_window(self) -> None:
         """Calls older than the window no longer fund retries."""
         budget = RetryBudget(ratio=1.0, min_retries_per_second=0, window=10)

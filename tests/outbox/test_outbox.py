@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -639,3 +641,23 @@ class TestTelemetry:
         assert depth()[outbox.name] == 3
         outbox.close()
         assert outbox.name not in depth()
+
+
+@pytest.mark.parametrize("name", [None, "", 3])
+@pytest.mark.parametrize("constructor", ["sqlite", "init", "redis"])
+def test_outbox_name_must_be_a_non_empty_string(
+    tmp_path: Path, name: Any, constructor: str
+) -> None:
+    """A missing or empty name is refused before anything is created or observed."""
+    from resilio.telemetry.metrics import outbox_depths
+
+    path = tmp_path / "named.sqlite3"
+    makers: dict[str, Callable[[], Outbox]] = {
+        "sqlite": lambda: Outbox.sqlite(path, name=name),
+        "init": lambda: Outbox(path, name=name),
+        "redis": lambda: Outbox.redis("redis://127.0.0.1:1/0", name=name),
+    }
+    with pytest.raises(TypeError, match="outbox name must be a non-empty string"):
+        makers[constructor]()
+    assert not path.exists()
+    assert name not in outbox_depths()

@@ -7,7 +7,15 @@ from typing import Any, ClassVar
 
 import pytest
 
-from resilio import CircuitBreaker, CircuitOpen, Fallback, Pipeline, Retry, telemetry
+from resilio import (
+    CircuitBreaker,
+    CircuitOpen,
+    Fallback,
+    Pipeline,
+    RateLimiter,
+    Retry,
+    telemetry,
+)
 from resilio.policies._base import Env, Layer, Policy
 from resilio.telemetry import metrics as resilio_metrics
 from resilio.testing import FakeClock
@@ -181,6 +189,35 @@ class TestCounters:
         assert _points(data, "resilio.execution.duration")[base][0] == (
             resilio_metrics.MAX_PENDING + 10
         )
+
+    def test_rate_limiter_wait_sums_the_seconds_waited(
+        self, metrics: Metrics, clock: FakeClock
+    ) -> None:
+        """resilio.rate_limiter.wait is the total of the waits, per pipeline and limiter."""
+        p = Pipeline(
+            [RateLimiter(rate=1, per=2, burst=1, max_wait=10, name="api")],
+            name="rl",
+            clock=clock,
+            meter_provider=metrics.provider,
+        )
+        for _ in range(3):  # the first takes the burst; the next two wait 2s each
+            p.execute(lambda: None)
+        assert clock.sleeps == [2.0, 2.0]
+        waits = _points(metrics.collect(), "resilio.rate_limiter.wait")
+        assert waits == {(("resilio.pipeline", "rl"), ("resilio.policy", "api")): 4.0}
+
+    def test_rate_limiter_without_waits_reports_none(
+        self, metrics: Metrics, clock: FakeClock
+    ) -> None:
+        """A limiter that never made a call wait records no wait point."""
+        p = Pipeline(
+            [RateLimiter(rate=10, burst=10, max_wait=1)],
+            name="rl",
+            clock=clock,
+            meter_provider=metrics.provider,
+        )
+        p.execute(lambda: None)
+        assert _points(metrics.collect(), "resilio.rate_limiter.wait") == {}
 
     def test_metrics_switch(self, metrics: Metrics) -> None:
         """configure(metrics=False) stops counting for pipelines already built."""
