@@ -1,6 +1,10 @@
 """Processes for the outbox's multi-process tests: producers, a drainer, and a recording sink.
 
-Run as ``python -m tests.outbox._worker ROLE BACKEND TARGET SINK|N``.
+Run as ``python -m tests.outbox._worker ROLE BACKEND TARGET SINK|N [SALT]``.
+
+Handlers get the replay context's idempotency key from :class:`PassKey`, a policy in the
+replay pipeline, so the sink records the key the drainer really passed, not one rebuilt from the
+payload.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from typing import Any
 
 import attrs
 
+from resilio._context import Context
 from resilio._pipeline import Pipeline
 from resilio.classify import Classification, ErrorKind
 from resilio.outbox import Drainer, Outbox
+from resilio.policies._base import Args, Env, Kwargs, Layer, Policy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -84,10 +90,28 @@ class Op:
     pipeline: str = "replay"
 
 
+class PassKey(Policy):
+    """Calls the handler with ``key=`` the context's idempotency key (what it sends a service)."""
+
+    kind = "pass_key"
+
+    def __init__(self) -> None:
+        self.name = self.kind
+        self.options = None
+
+    def make_layer(self, inner: Layer, env: Env) -> Layer:
+        return _PassKeyLayer(inner, env, self)
+
+
+class _PassKeyLayer(Layer):
+    def run(self, fn: Any, args: Args, kwargs: Kwargs, ctx: Context) -> Any:
+        return self.inner.run(fn, args, {**kwargs, "key": ctx.idempotency_key}, ctx)
+
+
 class Registry:
     def __init__(self, handler: Any) -> None:
         self.op = Op(handler)
-        self.pipe = Pipeline([], name="replay", telemetry=False, classifier=_classify)
+        self.pipe = Pipeline([PassKey()], name="replay", telemetry=False, classifier=_classify)
 
     def operation(self, name: str) -> Op:
         if name != "deliver":
@@ -104,17 +128,19 @@ def _classify(error: BaseException, ctx: Any) -> Classification | None:
     return None
 
 
-def produce(backend: str, target: str, n: int) -> None:
+def produce(backend: str, target: str, n: int, salt: str) -> None:
+    """Enqueue items ``{"n": i}`` keyed ``f"{salt}-{i}"`` (a key no handler can rebuild)."""
     outbox = open_outbox(backend, target)
     i = 0
     while i < n:
         if i % 500 == 0:
-            outbox.enqueue(operation="deliver", payload={"n": i}, idempotency_key=f"k{i}")
+            outbox.enqueue(operation="deliver", payload={"n": i}, idempotency_key=f"{salt}-{i}")
             i += 1
             continue
         chunk = range(i, min(i + 100, n))
         outbox.enqueue_many(
-            {"operation": "deliver", "payload": {"n": j}, "idempotency_key": f"k{j}"} for j in chunk
+            {"operation": "deliver", "payload": {"n": j}, "idempotency_key": f"{salt}-{j}"}
+            for j in chunk
         )
         i = chunk.stop
     outbox.close()
@@ -147,11 +173,11 @@ def drain(backend: str, target: str, sink_target: str) -> None:
     sink = Sink(backend, sink_target)
     rng = random.Random(os.getpid())
 
-    def handler(payload: dict[str, Any]) -> None:
+    def handler(payload: dict[str, Any], *, key: str) -> None:
         roll = rng.random()
         if roll < 0.2:
             raise SinkDown
-        sink.record(f"k{payload['n']}", payload["n"])
+        sink.record(key, payload["n"])
         if roll < 0.3:
             raise SinkDown  # recorded, yet reported as failed: an ambiguous outcome
 
@@ -170,10 +196,10 @@ def serve(backend: str, target: str, sink_target: str) -> None:
     """Drain slow items (``{"key", "sleep"}``) until SIGTERM, with the grace in $GRACE."""
     sink = Sink(backend, sink_target)
 
-    def handler(payload: dict[str, Any]) -> None:
-        print("started", payload["key"], flush=True)
+    def handler(payload: dict[str, Any], *, key: str) -> None:
+        print("started", key, flush=True)
         time.sleep(float(payload["sleep"]))
-        sink.record(payload["key"], 0)
+        sink.record(key, 0)
 
     drainer = Drainer(open_outbox(backend, target), Registry(handler), lease=30, batch=5)
     drainer.install_signal_handlers(grace=float(os.environ.get("GRACE", "5")))
@@ -185,7 +211,7 @@ def serve(backend: str, target: str, sink_target: str) -> None:
 if __name__ == "__main__":
     role, backend, target, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     if role == "produce":
-        produce(backend, target, int(extra))
+        produce(backend, target, int(extra), sys.argv[5])
     elif role == "enqueue":
         enqueue_keys(backend, target, int(extra))
     elif role == "serve":
