@@ -1,4 +1,4 @@
-"""Processes for the outbox's multi-process tests: producers, a drainer, and a recording sink.
+"""Processes for the outbox's multi-process tests: producers, drainers, and a recording sink.
 
 Run as ``python -m tests.outbox._worker ROLE BACKEND TARGET SINK|N [SALT]``.
 
@@ -55,6 +55,10 @@ class Sink:
                 "CREATE TABLE IF NOT EXISTS deliveries (delivery_no INTEGER PRIMARY KEY "
                 "AUTOINCREMENT, idempotency_key TEXT NOT NULL, n INTEGER NOT NULL)"
             )
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS runs (idempotency_key TEXT NOT NULL, "
+                "pid INTEGER NOT NULL, start REAL NOT NULL, end REAL NOT NULL)"
+            )
         else:
             import redis
 
@@ -66,6 +70,23 @@ class Sink:
         else:
             no = self.redis.hincrby("sink:count", key, 1)
             self.redis.sadd("sink:deliveries", f"{key}|{n}|{no}")
+
+    def record_run(self, key: str, pid: int, start: float, end: float) -> None:
+        """Record one run of a handler: its item's key, the drainer's pid, when it ran."""
+        if self.backend == "sqlite":
+            self.db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)", (key, pid, start, end))
+        else:
+            self.redis.rpush("sink:runs", f"{key}|{pid}|{start!r}|{end!r}")
+
+    def runs(self) -> list[tuple[str, int, float, float]]:
+        """Every recorded run as (key, pid, start, end)."""
+        if self.backend == "sqlite":
+            return list(self.db.execute("SELECT idempotency_key, pid, start, end FROM runs"))
+        out = []
+        for raw in self.redis.lrange("sink:runs", 0, -1):
+            key, pid, start, end = raw.decode().split("|")
+            out.append((key, int(pid), float(start), float(end)))
+        return out
 
     def deliveries(self) -> list[tuple[str, int]]:
         if self.backend == "sqlite":
@@ -208,10 +229,37 @@ def serve(backend: str, target: str, sink_target: str) -> None:
     print("stopped", flush=True)
 
 
+def work(backend: str, target: str, sink_target: str) -> None:
+    """Drain slow-ish items, recording each run's (key, pid, start, end); a third fail after."""
+    sink = Sink(backend, sink_target)
+    rng = random.Random(os.getpid())
+    pid = os.getpid()
+
+    def handler(payload: dict[str, Any], *, key: str) -> None:
+        start = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the host
+        time.sleep(float(payload["sleep"]))
+        sink.record_run(key, pid, start, time.monotonic())
+        if rng.random() < 0.3:
+            raise SinkDown  # run again, maybe by another drainer, once this result is recorded
+
+    drainer = Drainer(
+        open_outbox(backend, target),
+        Registry(handler),
+        lease=10.0,  # far longer than a run: no lease expires while its item runs
+        max_attempts=None,
+        backoff=lambda a: 0.0,
+        batch=2,
+    )
+    print("ready", flush=True)
+    drainer.run(poll_interval=0.01)
+
+
 if __name__ == "__main__":
     role, backend, target, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     if role == "produce":
         produce(backend, target, int(extra), sys.argv[5])
+    elif role == "work":
+        work(backend, target, extra)
     elif role == "enqueue":
         enqueue_keys(backend, target, int(extra))
     elif role == "serve":
