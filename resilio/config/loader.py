@@ -30,6 +30,7 @@ SECTIONS = ("version", "defaults", "stores", "outbox", "policies", "pipelines")
 
 _RESERVED = ("name", "ref")
 _OUTBOX_KINDS = ("sqlite", "redis")
+_OUTBOX_STORE_OPTIONS = ("name", "synchronous")
 
 
 @define
@@ -198,6 +199,9 @@ class _Builder:
             self.problems.add(path, f"expected a mapping with a 'kind', found {found(spec)}")
             return
         config = dict(spec)
+        if "store" in config:
+            self._outbox_in_store(spec, config, path)
+            return
         kind = config.pop("kind", "sqlite")
         if kind not in _OUTBOX_KINDS:
             hint = close_matches(str(kind), _OUTBOX_KINDS)
@@ -226,6 +230,66 @@ class _Builder:
                     self.problems.add((*path, "url"), f"expected a redis:// URL, found {shown}")
                     return
                 outbox = Outbox.redis(url, **config)
+        except Exception as exc:  # any error here is the user's to fix
+            self.problems.add(path, f"cannot create the outbox: {_message(exc)}")
+            return
+        self.state.outbox, self.state.outbox_config = outbox, spec
+
+    def _outbox_in_store(self, spec: dict[str, Any], config: dict[str, Any], path: KeyPath) -> None:
+        """Build ``outbox: {store: NAME}``: the outbox where a ``stores:`` entry keeps its data."""
+        store_name = config.pop("store")
+        for key in config:
+            if key in ("kind", "path", "url"):
+                self.problems.add(
+                    (*path, key),
+                    f"give either 'store' or {key!r}: with 'store' the outbox is kept where "
+                    "that store keeps its data",
+                    key=True,
+                )
+                return
+            if key not in _OUTBOX_STORE_OPTIONS:
+                allowed = _OUTBOX_STORE_OPTIONS
+                hint = close_matches(key, allowed) or "; expected store, " + ", ".join(allowed)
+                self.problems.add((*path, key), f"unknown option {key!r}{hint}", key=True)
+                return
+        where: KeyPath = (*path, "store")
+        if not isinstance(store_name, str) or not store_name:
+            self.problems.add(where, f"expected a store name, found {found(store_name)}")
+            return
+        slot = self.state.stores.get(store_name)
+        if slot is None:
+            declared = self.doc.data.get("stores") if isinstance(self.doc.data, dict) else None
+            if isinstance(declared, dict) and store_name in declared:
+                return  # declared but not built: its own problem is reported under 'stores'
+            hint = close_matches(store_name, self.state.stores)
+            self.problems.add(where, f"unknown store {store_name!r}{hint} (see 'stores')")
+            return
+        if slot.kind not in _OUTBOX_KINDS:
+            self.problems.add(
+                where,
+                f"store {store_name!r} is a {slot.kind} store; the outbox needs a sqlite or "
+                "redis store",
+            )
+            return
+        if "synchronous" in config and slot.kind != "sqlite":
+            self.problems.add(
+                (*path, "synchronous"),
+                f"'synchronous' is for a sqlite store; {store_name!r} is a {slot.kind} store",
+                key=True,
+            )
+            return
+        previous = self.previous
+        if (
+            previous.outbox is not None
+            and previous.outbox_config == spec
+            and previous.stores.get(store_name) is slot
+        ):
+            self.state.outbox, self.state.outbox_config = previous.outbox, spec
+            return
+        try:
+            from resilio.outbox import Outbox
+
+            outbox = Outbox.from_store(slot.backend, **config)
         except Exception as exc:  # any error here is the user's to fix
             self.problems.add(path, f"cannot create the outbox: {_message(exc)}")
             return

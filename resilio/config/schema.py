@@ -226,14 +226,31 @@ def json_schema(catalog: Catalog | None = None) -> dict[str, Any]:
             "outbox": {
                 "description": "The durable queue for fallback: {enqueue: outbox}.",
                 "type": "object",
-                "properties": {
-                    "kind": {"enum": ["sqlite", "redis"]},
-                    "path": {"type": "string"},
-                    "synchronous": {"enum": ["normal", "full"]},
-                    "url": {"type": "string"},
-                    "name": {"type": "string"},
-                },
-                "additionalProperties": False,
+                "oneOf": [
+                    {
+                        "properties": {
+                            "kind": {"enum": ["sqlite", "redis"]},
+                            "path": {"type": "string"},
+                            "synchronous": {"enum": ["normal", "full"]},
+                            "url": {"type": "string"},
+                            "name": {"type": "string"},
+                        },
+                        "additionalProperties": False,
+                    },
+                    {
+                        "properties": {
+                            "store": {
+                                "description": "A sqlite or redis entry of 'stores' to keep "
+                                "the outbox in.",
+                                "type": "string",
+                            },
+                            "synchronous": {"enum": ["normal", "full"]},
+                            "name": {"type": "string"},
+                        },
+                        "required": ["store"],
+                        "additionalProperties": False,
+                    },
+                ],
             },
             "policies": {
                 "description": "Shared policy instances, referred to with {ref: <name>}.",

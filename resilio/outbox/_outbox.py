@@ -137,16 +137,82 @@ class Outbox:
         return cls(RedisBackend(client, name=name), name=name, clock=clock)
 
     @classmethod
-    def from_mapping(cls, spec: Mapping[str, Any], *, clock: Clock | None = None) -> Outbox:
-        """Make an outbox from a configuration mapping.
+    def from_store(
+        cls,
+        store: Any,
+        *,
+        name: str = "outbox",
+        synchronous: str = "normal",
+        clock: Clock | None = None,
+    ) -> Outbox:
+        """Make an outbox where a policy state store keeps its data.
 
-        ``{"kind": "sqlite", "path": "outbox.db", "synchronous": "full"}`` or
-        ``{"kind": "redis", "url": "redis://host:6379/0", "name": "emails"}``.
+        A :class:`~resilio.stores.sqlite.SQLiteStore` gives an outbox in the same SQLite file
+        (its own table, next to the store's). A :class:`~resilio.stores.redis.RedisStore` gives
+        an outbox on the same server and database: from the store's URL it opens its own
+        connection with the outbox's socket timeout (5 s; the store's is short on purpose),
+        from a store made with a ``client`` it uses that client. The outbox's keys are
+        ``resilio:outbox:{name}:*`` whatever the store's ``prefix``.
+
+        Args:
+            store: The store.
+            name: The outbox's name in metrics and logs (and its Redis keys).
+            synchronous: For a SQLite store, ``"normal"`` or ``"full"``.
+            clock: Source of wall-clock time.
+
+        Returns:
+            The outbox.
 
         Raises:
-            ValueError: If the kind is unknown or a key is not recognised.
+            TypeError: If ``store`` is neither a SQLite nor a Redis store.
+        """
+        from resilio.stores.redis import RedisStore
+        from resilio.stores.sqlite import SQLiteStore
+
+        if isinstance(store, SQLiteStore):
+            return cls.sqlite(store.path, synchronous=synchronous, name=name, clock=clock)
+        if isinstance(store, RedisStore):
+            return cls.redis(store.url or store.client, name=name, clock=clock)
+        raise TypeError(f"an outbox needs a sqlite or redis store, got {type(store).__name__}")
+
+    @classmethod
+    def from_mapping(
+        cls,
+        spec: Mapping[str, Any],
+        *,
+        clock: Clock | None = None,
+        stores: Mapping[str, Any] | None = None,
+    ) -> Outbox:
+        """Make an outbox from a configuration mapping.
+
+        ``{"kind": "sqlite", "path": "outbox.db", "synchronous": "full"}``,
+        ``{"kind": "redis", "url": "redis://host:6379/0", "name": "emails"}``, or
+        ``{"store": "shared", "name": "emails"}`` for the store named ``shared`` in ``stores``
+        (see :meth:`from_store`).
+
+        Args:
+            spec: The mapping.
+            clock: Source of wall-clock time.
+            stores: Stores by name, for a mapping with ``store``.
+
+        Raises:
+            ValueError: If the kind is unknown, a key is not recognised, or ``store`` names no
+                store of ``stores``.
         """
         spec = dict(spec)
+        if "store" in spec:
+            store_name = spec.pop("store")
+            unknown = set(spec) - {"name", "synchronous"}
+            if unknown:
+                raise ValueError(f"outbox (store): unknown keys {sorted(unknown)}")
+            if stores is None or store_name not in stores:
+                raise ValueError(f"outbox: unknown store {store_name!r}")
+            return cls.from_store(
+                stores[store_name],
+                name=spec.get("name", "outbox"),
+                synchronous=spec.get("synchronous", "normal"),
+                clock=clock,
+            )
         kind = spec.pop("kind", "sqlite")
         name = spec.pop("name", "outbox")
         if kind == "sqlite":

@@ -1,6 +1,10 @@
-"""Processes for the outbox's multi-process tests: producers, a drainer, and a recording sink.
+"""Processes for the outbox's multi-process tests: producers, drainers, and a recording sink.
 
-Run as ``python -m tests.outbox._worker ROLE BACKEND TARGET SINK|N``.
+Run as ``python -m tests.outbox._worker ROLE BACKEND TARGET SINK|N [SALT]``.
+
+Handlers get the replay context's idempotency key from :class:`PassKey`, a policy in the
+replay pipeline, so the sink records the key the drainer really passed, not one rebuilt from the
+payload.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from typing import Any
 
 import attrs
 
+from resilio._context import Context
 from resilio._pipeline import Pipeline
 from resilio.classify import Classification, ErrorKind
 from resilio.outbox import Drainer, Outbox
+from resilio.policies._base import Args, Env, Kwargs, Layer, Policy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,6 +55,10 @@ class Sink:
                 "CREATE TABLE IF NOT EXISTS deliveries (delivery_no INTEGER PRIMARY KEY "
                 "AUTOINCREMENT, idempotency_key TEXT NOT NULL, n INTEGER NOT NULL)"
             )
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS runs (idempotency_key TEXT NOT NULL, "
+                "pid INTEGER NOT NULL, start REAL NOT NULL, end REAL NOT NULL)"
+            )
         else:
             import redis
 
@@ -60,6 +70,23 @@ class Sink:
         else:
             no = self.redis.hincrby("sink:count", key, 1)
             self.redis.sadd("sink:deliveries", f"{key}|{n}|{no}")
+
+    def record_run(self, key: str, pid: int, start: float, end: float) -> None:
+        """Record one run of a handler: its item's key, the drainer's pid, when it ran."""
+        if self.backend == "sqlite":
+            self.db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)", (key, pid, start, end))
+        else:
+            self.redis.rpush("sink:runs", f"{key}|{pid}|{start!r}|{end!r}")
+
+    def runs(self) -> list[tuple[str, int, float, float]]:
+        """Every recorded run as (key, pid, start, end)."""
+        if self.backend == "sqlite":
+            return list(self.db.execute("SELECT idempotency_key, pid, start, end FROM runs"))
+        out = []
+        for raw in self.redis.lrange("sink:runs", 0, -1):
+            key, pid, start, end = raw.decode().split("|")
+            out.append((key, int(pid), float(start), float(end)))
+        return out
 
     def deliveries(self) -> list[tuple[str, int]]:
         if self.backend == "sqlite":
@@ -84,10 +111,28 @@ class Op:
     pipeline: str = "replay"
 
 
+class PassKey(Policy):
+    """Calls the handler with ``key=`` the context's idempotency key (what it sends a service)."""
+
+    kind = "pass_key"
+
+    def __init__(self) -> None:
+        self.name = self.kind
+        self.options = None
+
+    def make_layer(self, inner: Layer, env: Env) -> Layer:
+        return _PassKeyLayer(inner, env, self)
+
+
+class _PassKeyLayer(Layer):
+    def run(self, fn: Any, args: Args, kwargs: Kwargs, ctx: Context) -> Any:
+        return self.inner.run(fn, args, {**kwargs, "key": ctx.idempotency_key}, ctx)
+
+
 class Registry:
     def __init__(self, handler: Any) -> None:
         self.op = Op(handler)
-        self.pipe = Pipeline([], name="replay", telemetry=False, classifier=_classify)
+        self.pipe = Pipeline([PassKey()], name="replay", telemetry=False, classifier=_classify)
 
     def operation(self, name: str) -> Op:
         if name != "deliver":
@@ -104,17 +149,19 @@ def _classify(error: BaseException, ctx: Any) -> Classification | None:
     return None
 
 
-def produce(backend: str, target: str, n: int) -> None:
+def produce(backend: str, target: str, n: int, salt: str) -> None:
+    """Enqueue items ``{"n": i}`` keyed ``f"{salt}-{i}"`` (a key no handler can rebuild)."""
     outbox = open_outbox(backend, target)
     i = 0
     while i < n:
         if i % 500 == 0:
-            outbox.enqueue(operation="deliver", payload={"n": i}, idempotency_key=f"k{i}")
+            outbox.enqueue(operation="deliver", payload={"n": i}, idempotency_key=f"{salt}-{i}")
             i += 1
             continue
         chunk = range(i, min(i + 100, n))
         outbox.enqueue_many(
-            {"operation": "deliver", "payload": {"n": j}, "idempotency_key": f"k{j}"} for j in chunk
+            {"operation": "deliver", "payload": {"n": j}, "idempotency_key": f"{salt}-{j}"}
+            for j in chunk
         )
         i = chunk.stop
     outbox.close()
@@ -147,11 +194,11 @@ def drain(backend: str, target: str, sink_target: str) -> None:
     sink = Sink(backend, sink_target)
     rng = random.Random(os.getpid())
 
-    def handler(payload: dict[str, Any]) -> None:
+    def handler(payload: dict[str, Any], *, key: str) -> None:
         roll = rng.random()
         if roll < 0.2:
             raise SinkDown
-        sink.record(f"k{payload['n']}", payload["n"])
+        sink.record(key, payload["n"])
         if roll < 0.3:
             raise SinkDown  # recorded, yet reported as failed: an ambiguous outcome
 
@@ -170,10 +217,10 @@ def serve(backend: str, target: str, sink_target: str) -> None:
     """Drain slow items (``{"key", "sleep"}``) until SIGTERM, with the grace in $GRACE."""
     sink = Sink(backend, sink_target)
 
-    def handler(payload: dict[str, Any]) -> None:
-        print("started", payload["key"], flush=True)
+    def handler(payload: dict[str, Any], *, key: str) -> None:
+        print("started", key, flush=True)
         time.sleep(float(payload["sleep"]))
-        sink.record(payload["key"], 0)
+        sink.record(key, 0)
 
     drainer = Drainer(open_outbox(backend, target), Registry(handler), lease=30, batch=5)
     drainer.install_signal_handlers(grace=float(os.environ.get("GRACE", "5")))
@@ -182,10 +229,37 @@ def serve(backend: str, target: str, sink_target: str) -> None:
     print("stopped", flush=True)
 
 
+def work(backend: str, target: str, sink_target: str) -> None:
+    """Drain slow-ish items, recording each run's (key, pid, start, end); a third fail after."""
+    sink = Sink(backend, sink_target)
+    rng = random.Random(os.getpid())
+    pid = os.getpid()
+
+    def handler(payload: dict[str, Any], *, key: str) -> None:
+        start = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the host
+        time.sleep(float(payload["sleep"]))
+        sink.record_run(key, pid, start, time.monotonic())
+        if rng.random() < 0.3:
+            raise SinkDown  # run again, maybe by another drainer, once this result is recorded
+
+    drainer = Drainer(
+        open_outbox(backend, target),
+        Registry(handler),
+        lease=10.0,  # far longer than a run: no lease expires while its item runs
+        max_attempts=None,
+        backoff=lambda a: 0.0,
+        batch=2,
+    )
+    print("ready", flush=True)
+    drainer.run(poll_interval=0.01)
+
+
 if __name__ == "__main__":
     role, backend, target, extra = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     if role == "produce":
-        produce(backend, target, int(extra))
+        produce(backend, target, int(extra), sys.argv[5])
+    elif role == "work":
+        work(backend, target, extra)
     elif role == "enqueue":
         enqueue_keys(backend, target, int(extra))
     elif role == "serve":

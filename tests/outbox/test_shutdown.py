@@ -1,4 +1,7 @@
-"""Graceful shutdown of a real drainer process on SIGTERM: nothing in flight is lost."""
+"""Graceful shutdown of a real drainer process on SIGTERM or SIGINT: nothing in flight is lost.
+
+Each test runs on SQLite and on a real redis-server, with each signal.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +14,25 @@ from pathlib import Path
 import pytest
 
 from resilio.outbox import Outbox
-from tests.outbox._worker import Sink
+from tests.outbox._worker import Sink, open_outbox
 
 ROOT = Path(__file__).resolve().parents[2]
+SIGNALS = pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 
 
-def _serve(outbox_path: Path, sink_path: Path, grace: float) -> subprocess.Popen[str]:
+@pytest.fixture
+def targets(backend_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(outbox target, sink target): two SQLite files, or one flushed real Redis for both."""
+    if backend_kind == "redis":
+        url = str(request.getfixturevalue("redis_url"))
+        return url, url
+    return str(tmp_path / "o.db"), str(tmp_path / "s.db")
+
+
+def _serve(backend: str, target: str, sink: str, grace: float) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRACE": str(grace)}
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.outbox._worker",
-            "serve",
-            "sqlite",
-            str(outbox_path),
-            str(sink_path),
-        ],
+        [sys.executable, "-m", "tests.outbox._worker", "serve", backend, target, sink],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -35,8 +40,8 @@ def _serve(outbox_path: Path, sink_path: Path, grace: float) -> subprocess.Popen
     )
 
 
-def _fill(path: Path, sleep: float, n: int) -> Outbox:
-    outbox = Outbox.sqlite(path)
+def _fill(backend: str, target: str, sleep: float, n: int) -> Outbox:
+    outbox = open_outbox(backend, target)
     outbox.enqueue_many(
         {
             "operation": "deliver",
@@ -49,36 +54,47 @@ def _fill(path: Path, sleep: float, n: int) -> Outbox:
 
 
 @pytest.mark.slow
-def test_sigterm_finishes_the_item_in_flight(tmp_path: Path) -> None:
-    """On SIGTERM the drainer finishes its item within the grace, gives the rest back, exits 0."""
-    outbox = _fill(tmp_path / "o.db", 0.5, 5)
-    Sink("sqlite", str(tmp_path / "s.db"))
-    proc = _serve(tmp_path / "o.db", tmp_path / "s.db", grace=5)
+@SIGNALS
+def test_signal_finishes_the_item_in_flight(
+    backend_kind: str, targets: tuple[str, str], signum: signal.Signals
+) -> None:
+    """On the signal the drainer finishes its item within the grace, returns the rest, exits 0."""
+    target, sink_target = targets
+    outbox = _fill(backend_kind, target, 0.5, 5)
+    Sink(backend_kind, sink_target)
+    proc = _serve(backend_kind, target, sink_target, grace=5)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
-    assert proc.stdout.readline().split()[0] == "started"
-    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline().split() == ["started", "k0"]
+    proc.send_signal(signum)
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert out.strip().endswith("stopped")
     s = outbox.stats()
     assert (s.done, s.pending, s.leased) == (1, 4, 0)
-    assert Sink("sqlite", str(tmp_path / "s.db")).deliveries() == [("k0", 0)]
+    assert Sink(backend_kind, sink_target).deliveries() == [("k0", 0)]
     assert [i.attempts for i in outbox.items("pending")] == [0, 0, 0, 0]
+    outbox.close()
 
 
 @pytest.mark.slow
-def test_sigterm_returns_an_item_that_outlives_the_grace(tmp_path: Path) -> None:
+@SIGNALS
+def test_signal_returns_an_item_that_outlives_the_grace(
+    backend_kind: str, targets: tuple[str, str], signum: signal.Signals
+) -> None:
     """An item still running when the grace ends is interrupted and returned, uncounted."""
-    outbox = _fill(tmp_path / "o.db", 60, 2)
-    Sink("sqlite", str(tmp_path / "s.db"))
-    proc = _serve(tmp_path / "o.db", tmp_path / "s.db", grace=0.3)
+    target, sink_target = targets
+    outbox = _fill(backend_kind, target, 60, 2)
+    Sink(backend_kind, sink_target)
+    proc = _serve(backend_kind, target, sink_target, grace=0.3)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     assert proc.stdout.readline().split()[0] == "started"
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     proc.communicate(timeout=10)
     assert proc.returncode == 0
     s = outbox.stats()
     assert (s.done, s.pending, s.leased) == (0, 2, 0)
     assert [i.attempts for i in outbox.items("pending")] == [0, 0]
+    assert Sink(backend_kind, sink_target).deliveries() == []
+    outbox.close()
