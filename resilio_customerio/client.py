@@ -29,6 +29,7 @@ from resilio_customerio.batching import (
     BatchBuffer,
     BatchItemResult,
     BatchResult,
+    install_shutdown_handlers,
     merge_results,
     parse_errors,
     split,
@@ -109,7 +110,10 @@ class ResilientCustomerIO:
         clock: resilio's clock for waits and deadlines (tests pass a ``FakeClock``).
         pipelines: Pipelines (or lists of policies) by operation name, replacing configured ones.
         buffer: Group ``identify`` and ``track`` calls into v2 batches in the background:
-            ``True`` or :class:`~resilio_customerio.batching.BatchBuffer` options.
+            ``True`` or :class:`~resilio_customerio.batching.BatchBuffer` options, plus
+            ``handle_signals`` (default ``True``): built in the main thread, the adapter calls
+            :func:`~resilio_customerio.batching.install_shutdown_handlers` so SIGTERM and
+            SIGINT flush the buffer before the process exits.
         replay: Register this adapter as the client outbox replays use.
         telemetry: Trace and log pipeline executions (never with payloads).
         tracer_provider: OpenTelemetry tracer provider (default: the global one).
@@ -201,7 +205,10 @@ class ResilientCustomerIO:
         self._buffer: BatchBuffer | None = None
         if buffer:
             options = dict(buffer) if isinstance(buffer, Mapping) else {}
+            handle_signals = options.pop("handle_signals", True)
             self._buffer = BatchBuffer(self.batch, **options)
+            if handle_signals:
+                install_shutdown_handlers()
         self._replay = replay
         if replay:
             set_replay_client(self)
