@@ -9,6 +9,7 @@ Payloads are never printed, and credentials only masked.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -59,6 +60,48 @@ def _positive(text: str) -> int:
     return value
 
 
+MAX_CONCURRENCY = 1000
+"""Most worker threads ``send --concurrency`` starts."""
+
+
+def _concurrency(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_CONCURRENCY}, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, got {text!r}")
+    return value
+
+
+def _timeout(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 seconds, got {text!r}")
+    return value
+
+
+def _wait(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 seconds or more, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
+    return value
+
+
 def _batch_size(text: str) -> int:
     value = _positive(text)
     if value > 1000:
@@ -80,10 +123,12 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--app-key", help="App API key for send_* lines (env CUSTOMERIO_APP_KEY)")
     group.add_argument("--region", choices=("us", "eu"), default=None, help="workspace region")
     group.add_argument("--host", help="Track API host (e.g. 127.0.0.1 for a simulator)")
-    group.add_argument("--port", type=int, help="Track API port")
+    group.add_argument("--port", type=_port, help="Track API port")
     group.add_argument("--url-prefix", help="Track API path prefix (default /api/v1)")
     group.add_argument("--api-url", help="App API base URL (e.g. https://127.0.0.1:8443)")
-    group.add_argument("--timeout", type=float, default=None, help="per-request timeout, seconds")
+    group.add_argument(
+        "--timeout", type=_timeout, default=None, help="per-request timeout, seconds (above 0)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("file", type=Path, metavar="FILE.jsonl", help="one operation per line")
     _add_connection(send)
     run = send.add_argument_group("sending")
-    run.add_argument("--concurrency", type=_positive, default=4, help="parallel requests (4)")
+    run.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=4,
+        help=f"parallel requests (4; at most {MAX_CONCURRENCY})",
+    )
     run.add_argument(
         "--batch",
         type=_batch_size,
@@ -137,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--drain-timeout",
-        type=float,
+        type=_wait,
         default=30.0,
         help="seconds to wait at the end for the outbox to deliver queued lines (30; 0: don't)",
     )

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,27 @@ def pipeline_classifier(error: BaseException, context: Context) -> Classificatio
     return classify(error, context)
 
 
+def check_timeout(timeout: Any) -> float:
+    """Check a per-request timeout: a finite number of seconds above 0.
+
+    Args:
+        timeout: The value given as ``timeout=``.
+
+    Returns:
+        The timeout as a float.
+
+    Raises:
+        TypeError: If it is not a number.
+        ValueError: If it is not finite or not above 0.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout= must be a number of seconds, got {type(timeout).__name__}")
+    value = float(timeout)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"timeout= must be a finite number of seconds above 0, got {timeout!r}")
+    return value
+
+
 def ensure_plugin() -> None:
     """Register the adapter's plugin from code when its entry point is not installed."""
     from resilio.errors import PluginError
@@ -122,6 +144,9 @@ class ResilientCustomerIO:
     Raises:
         ConfigError: If the configuration is invalid.
         ConfigurationProblem: For an unknown region.
+        TypeError: If ``timeout`` is not a number or ``pool_size`` not an integer.
+        ValueError: If ``timeout`` is not a finite number of seconds above 0, or ``pool_size``
+            is below 1.
     """
 
     def __init__(
@@ -148,6 +173,11 @@ class ResilientCustomerIO:
         tracer_provider: Any = None,
         meter_provider: Any = None,
     ) -> None:
+        timeout = check_timeout(timeout)
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int):
+            raise TypeError(f"pool_size= must be an integer, got {type(pool_size).__name__}")
+        if pool_size < 1:
+            raise ValueError(f"pool_size= must be at least 1, got {pool_size}")
         self.region: Region = resolve_region(
             region, site_id=site_id, api_key=api_key, host=host, port=port, timeout=timeout
         )

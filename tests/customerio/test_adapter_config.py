@@ -25,7 +25,7 @@ from resilio_customerio.operations import (
 )
 from resilio_customerio.testing import Simulator
 
-from ._adapter import make
+from ._adapter import make, make_async
 
 
 class TestOperations:
@@ -162,6 +162,43 @@ class TestOverrides:
         config = {"pipelines": {"customerio.track": [{"retry": {"attempts": 0}}]}}
         with pytest.raises(resilio.ConfigError, match=r"customerio\.track"):
             make(cio_simulator, clock, config=config)
+
+    @pytest.mark.parametrize(
+        ("value", "error", "message"),
+        [
+            (-1, ValueError, "timeout= must be a finite number of seconds above 0, got -1"),
+            (0, ValueError, "timeout= must be a finite number of seconds above 0, got 0"),
+            (float("nan"), ValueError, "above 0, got nan"),
+            (float("inf"), ValueError, "above 0, got inf"),
+            ("abc", TypeError, "timeout= must be a number of seconds, got str"),
+            (True, TypeError, "timeout= must be a number of seconds, got bool"),
+        ],
+    )
+    def test_invalid_timeout_is_refused_at_construction(
+        self,
+        cio_simulator: Simulator,
+        clock: FakeClock,
+        value: object,
+        error: type[Exception],
+        message: str,
+    ) -> None:
+        """A timeout that is not a finite number of seconds above 0 raises, naming timeout=."""
+        with pytest.raises(error) as info:
+            make(cio_simulator, clock, timeout=value)
+        assert message in str(info.value)
+        assert cio_simulator.requests == []
+
+    def test_invalid_timeout_is_refused_by_the_async_adapter(
+        self, cio_simulator: Simulator, clock: FakeClock
+    ) -> None:
+        """The async adapter checks timeout= the same way."""
+        with pytest.raises(ValueError, match=r"timeout= must be a finite number"):
+            make_async(cio_simulator, clock, timeout=0)
+
+    def test_invalid_pool_size_is_refused(self, cio_simulator: Simulator, clock: FakeClock) -> None:
+        """pool_size= below 1 raises naming it."""
+        with pytest.raises(ValueError, match=r"pool_size= must be at least 1, got 0"):
+            make(cio_simulator, clock, pool_size=0)
 
     def test_code_pipelines_win(self, cio_simulator: Simulator, clock: FakeClock) -> None:
         """pipelines= replaces a configured pipeline with policies given in code."""

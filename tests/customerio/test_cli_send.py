@@ -252,6 +252,44 @@ class TestCommandLine:
         assert code == cli.EXIT_USAGE
         assert "no such file: /nonexistent/x.jsonl" in capsys.readouterr().err
 
+    @pytest.mark.parametrize(
+        ("option", "value", "message"),
+        [
+            ("--timeout", "-1", "must be above 0 seconds, got '-1'"),
+            ("--timeout", "0", "must be above 0 seconds, got '0'"),
+            ("--timeout", "abc", "expected a number of seconds, got 'abc'"),
+            ("--timeout", "nan", "expected a finite number of seconds, got 'nan'"),
+            ("--timeout", "inf", "expected a finite number of seconds, got 'inf'"),
+            ("--drain-timeout", "-1", "must be 0 seconds or more, got '-1'"),
+            ("--drain-timeout", "nan", "expected a finite number of seconds, got 'nan'"),
+            ("--concurrency", "0", "must be at least 1, got 0"),
+            ("--concurrency", "nan", "expected a whole number, got 'nan'"),
+            ("--concurrency", "5000", "must be at most 1000, got 5000"),
+            ("--batch", "-1", "must be at least 1, got -1"),
+            ("--batch", "1.5", "expected a whole number, got '1.5'"),
+            ("--batch", "1001", "a v2 batch holds at most 1000 operations, got 1001"),
+            ("--port", "0", "must be at least 1, got 0"),
+            ("--port", "70000", "a port is at most 65535, got 70000"),
+        ],
+    )
+    def test_bad_numeric_options_are_usage_errors(
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        option: str,
+        value: str,
+        message: str,
+    ) -> None:
+        """A numeric option out of range exits 2 naming the option, before anything is sent."""
+        path = write_lines(tmp_path / "in.jsonl", [{"op": "identify", "id": "1"}])
+        argv = ["send", str(path), "--site-id", "s", "--api-key", "k", f"{option}={value}"]
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert f"error: argument {option}: {message}" in err
+        assert not (tmp_path / "in.jsonl.journal").exists()
+
     def test_secrets_are_masked(self) -> None:
         """Only the last four characters of a long secret are ever shown."""
         assert cli.mask("abcdefghijklmnop") == "****mnop"
