@@ -122,6 +122,13 @@ class TestDefaults:
         assert track != app
 
 
+def default_yaml_lines() -> list[str]:
+    """The lines of the packaged pipelines.yaml."""
+    from importlib import resources
+
+    return resources.files("resilio_customerio").joinpath("pipelines.yaml").read_text().splitlines()
+
+
 class TestOverrides:
     def test_dict_config_is_merged_over_defaults(
         self, cio_simulator: Simulator, clock: FakeClock
@@ -162,6 +169,49 @@ class TestOverrides:
         config = {"pipelines": {"customerio.track": [{"retry": {"attempts": 0}}]}}
         with pytest.raises(resilio.ConfigError, match=r"customerio\.track"):
             make(cio_simulator, clock, config=config)
+
+    def test_problem_in_a_yaml_file_names_its_file_line_and_column(
+        self, cio_simulator: Simulator, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        """A bad value in the user's file is reported at its place in that file."""
+        path = tmp_path / "bad.yaml"
+        path.write_text(
+            "# my tuning\n"
+            "version: 1\n"
+            "\n"
+            "pipelines:\n"
+            "  customerio.identify:\n"
+            "    - timeout: {seconds: 60}\n"
+            "    - retry:\n"
+            "        attempts: eight\n"
+        )
+        with pytest.raises(resilio.ConfigError) as info:
+            make(cio_simulator, clock, config=str(path))
+        assert info.value.problems == [
+            f"{path}:8:19: pipelines.customerio.identify[1].retry.attempts: "
+            "expected an integer, found 'eight'"
+        ]
+        assert str(info.value).startswith(f"1 problem in {path}:")
+
+    def test_problem_in_a_default_entry_points_at_the_packaged_defaults(
+        self, cio_simulator: Simulator, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        """A default pipeline broken by an override is located in pipelines.yaml, not the file."""
+        path = tmp_path / "swap.yaml"
+        path.write_text("policies:\n  customerio.track.breaker:\n    rate_limiter: {rate: 5}\n")
+        with pytest.raises(resilio.ConfigError) as info:
+            make(cio_simulator, clock, config=str(path))
+        identify = [p for p in info.value.problems if "customerio.identify[" in p]
+        line = next(
+            n
+            for n, text in enumerate(default_yaml_lines(), 1)
+            if "circuit_breaker: {ref: customerio.track.breaker}" in text
+        )
+        assert identify == [
+            f"resilio_customerio/pipelines.yaml:{line}:30: "
+            "pipelines.customerio.identify[2].circuit_breaker.ref: shared policy "
+            "'customerio.track.breaker' is a rate_limiter, not a circuit_breaker"
+        ]
 
     @pytest.mark.parametrize(
         ("value", "error", "message"),

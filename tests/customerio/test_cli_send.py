@@ -290,6 +290,21 @@ class TestCommandLine:
         assert f"error: argument {option}: {message}" in err
         assert not (tmp_path / "in.jsonl.journal").exists()
 
+    def test_config_problem_names_the_file_line_and_column(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`send --config bad.yaml` exits 2 pointing at the bad value in bad.yaml."""
+        path = write_lines(tmp_path / "in.jsonl", [{"op": "identify", "id": "1"}])
+        config = tmp_path / "bad.yaml"
+        config.write_text("pipelines:\n  customerio.identify:\n    - retry: {attempts: eight}\n")
+        argv = ["send", str(path), "--site-id", "s", "--api-key", "k", "--config", str(config)]
+        assert cli.main(argv) == cli.EXIT_USAGE
+        assert capsys.readouterr().err.splitlines() == [
+            "resilio-customerio: configuration error:",
+            f"  {config}:3:25: pipelines.customerio.identify[0].retry.attempts: "
+            "expected an integer, found 'eight'",
+        ]
+
     def test_secrets_are_masked(self) -> None:
         """Only the last four characters of a long secret are ever shown."""
         assert cli.mask("abcdefghijklmnop") == "****mnop"
