@@ -275,6 +275,62 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _first_line_for(path: Path, app_api: bool) -> int | None:
+    """Return the number of the first line of ``path`` with an operation of one API, if any."""
+    import json
+
+    from resilio_customerio._jsonl import OPERATIONS
+
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            if app_api and b"send_" not in raw:
+                continue  # cheap: App API ops are all send_*
+            try:
+                op = json.loads(raw).get("op")
+            except (ValueError, AttributeError):
+                continue
+            spec = OPERATIONS.get(op) if isinstance(op, str) else None
+            if spec is not None and spec.app_api == app_api:
+                return number
+    return None
+
+
+def check_destinations(path: Path, options: dict[str, Any]) -> None:
+    """Refuse to send one API's lines to Customer.io while the other API points elsewhere.
+
+    ``--host`` moves only the Track API and ``--api-url`` only the App API; given one without
+    the other (to try a simulator, say), the other API's lines would go to the real Customer.io.
+
+    Args:
+        path: The input file.
+        options: The adapter's options from :func:`client_options`.
+
+    Raises:
+        UsageError: If the file has lines for the API left at Customer.io's host.
+    """
+    moved_track = options.get("host") is not None
+    moved_app = options.get("api_url") is not None
+    if moved_track == moved_app:
+        return
+    if moved_track:
+        number = _first_line_for(path, app_api=True)
+        if number is not None:
+            raise UsageError(
+                f"--host points the Track API at {options['host']}, but line {number} is an App "
+                "API send and there is no --api-url: it would go to Customer.io's App API. Give "
+                "--api-url too (the simulator's is printed by `simulate`), or "
+                "--api-url https://api.customer.io to mean it"
+            )
+    else:
+        number = _first_line_for(path, app_api=False)
+        if number is not None:
+            raise UsageError(
+                f"--api-url points the App API at {options['api_url']}, but line {number} is a "
+                "Track API operation and there is no --host: it would go to Customer.io's Track "
+                "API. Give --host (and --port) too, or --host track.customer.io to mean it"
+            )
+
+
 def _make_client(options: dict[str, Any]) -> Any:
     try:
         from resilio_customerio import ResilientCustomerIO
@@ -319,6 +375,7 @@ def run_send(
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     options = client_options(args)
+    check_destinations(path, options)
     journal_path = args.journal or journal_path_for(path)
     if args.restart:
         for suffix in ("", "-wal", "-shm"):

@@ -305,6 +305,82 @@ class TestCommandLine:
             "expected an integer, found 'eight'",
         ]
 
+    def test_host_without_api_url_refuses_a_file_with_sends(
+        self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--host alone with a send_* line exits 2 naming --api-url; nothing is sent."""
+        path = write_lines(
+            tmp_path / "in.jsonl",
+            [
+                {"op": "identify", "id": "1"},
+                {"op": "send_email", "message": {"transactional_message_id": 1}},
+            ],
+        )
+        argv = ["send", str(path), "--site-id", "s", "--api-key", "k", "--app-key", "a"]
+        argv += ["--host", sim.host, "--port", str(sim.port), "--no-progress"]
+        assert cli.main(argv) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert f"--host points the Track API at {sim.host}, but line 2 is an App API send" in err
+        assert "no --api-url" in err
+        assert sim.requests == []
+        assert not (tmp_path / "in.jsonl.journal").exists()
+
+    def test_api_url_without_host_refuses_a_file_with_track_lines(
+        self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--api-url alone with a Track line exits 2 naming --host."""
+        path = write_lines(tmp_path / "in.jsonl", ["", {"op": "identify", "id": "1"}])
+        argv = ["send", str(path), "--site-id", "s", "--api-key", "k"]
+        argv += ["--api-url", sim.api_url, "--no-progress"]
+        assert cli.main(argv) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert "but line 2 is a Track API operation and there is no --host" in err
+        assert sim.requests == []
+
+    def test_host_alone_is_fine_for_track_only_files(
+        self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Without App API lines, --host alone sends as before."""
+        path = write_lines(tmp_path / "in.jsonl", [{"op": "identify", "id": "1"}])
+        argv = ["send", str(path), "--site-id", sim.site_id, "--api-key", sim.api_key]
+        argv += ["--host", sim.host, "--port", str(sim.port), "--no-progress"]
+        argv += ["--drain-timeout", "0"]
+        assert cli.main(argv) == cli.EXIT_OK
+        assert sim.customer("1") == {}
+
+    def test_the_simulators_banner_command_sends_both_apis_to_it(
+        self,
+        tmp_path: Path,
+        sim: Simulator,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The send command `simulate` prints, run as printed, delivers Track and App lines."""
+        import shlex
+
+        from resilio_customerio.testing._cli import send_command
+
+        exports, *command = send_command(sim)
+        for assignment in shlex.split(exports)[1:]:
+            name, _, value = assignment.partition("=")
+            monkeypatch.setenv(name, value)
+        words = shlex.split(" ".join(line.rstrip("\\") for line in command))
+        path = write_lines(
+            tmp_path / "in.jsonl",
+            [
+                {"op": "identify", "id": "1", "attributes": {"plan": "pro"}},
+                {
+                    "op": "send_email",
+                    "message": {"transactional_message_id": 1, "identifiers": {"id": "1"}},
+                },
+            ],
+        )
+        assert words[:3] == ["resilio-customerio", "send", "FILE.jsonl"]
+        argv = ["send", str(path), *words[3:], "--no-progress", "--drain-timeout", "0"]
+        assert cli.main(argv) == cli.EXIT_OK, capsys.readouterr()
+        assert sim.customer("1") == {"plan": "pro"}
+        assert len(sim.deliveries()) == 1
+
     def test_secrets_are_masked(self) -> None:
         """Only the last four characters of a long secret are ever shown."""
         assert cli.mask("abcdefghijklmnop") == "****mnop"
