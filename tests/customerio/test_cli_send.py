@@ -94,6 +94,41 @@ class TestFormat:
         assert "secret-person" not in str(info.value)
         assert "123" not in str(info.value)
 
+    @pytest.mark.parametrize(
+        ("keys", "message"),
+        [
+            (["canary@example.com"], "identify: 1 unknown field (names not shown)"),
+            (
+                ["dta", "+44 7700 900123"],
+                "identify: unknown field(s): dta and 1 more (names not shown)",
+            ),
+            (["x" * 42], "identify: 1 unknown field (names not shown)"),
+            (["user.plan_2", "a-b"], "identify: unknown field(s): a-b, user.plan_2"),
+        ],
+    )
+    def test_only_identifier_like_field_names_are_shown(
+        self, keys: list[str], message: str
+    ) -> None:
+        """A field name that is not a short identifier (an email, say) is counted, not shown."""
+        obj: dict[str, Any] = {"op": "identify", "id": "1", **dict.fromkeys(keys, 1)}
+        with pytest.raises(InvalidLineError) as info:
+            parse_line(json.dumps(obj).encode(), 1)
+        assert str(info.value) == message
+
+    def test_unsafe_op_and_attribute_names_are_not_shown(self) -> None:
+        """An unknown op or an oversized attribute named like personal data is not echoed."""
+        with pytest.raises(InvalidLineError) as info:
+            parse_line(b'{"op":"canary@example.com","id":"1"}', 1)
+        assert str(info.value).startswith("unknown op (not shown: not an identifier); known: ")
+        big = json.dumps(
+            {"op": "identify", "id": "1", "attributes": {"canary@example.com": "v" * 1001}}
+        )
+        with pytest.raises(InvalidLineError) as info:
+            parse_line(big.encode(), 1)
+        assert str(info.value) == (
+            "attributes: the value of an attribute is larger than the 1000-byte limit"
+        )
+
     def test_v2_forms_of_batchable_operations(self) -> None:
         """Lines with a v2 form become person operations carrying their ULID."""
         line = parse_line(b'{"op":"track","id":"1","name":"x","data":{"a":1}}', 1)
@@ -404,6 +439,25 @@ class TestSendCommand:
         assert cli.main(argv) == cli.EXIT_INCOMPLETE
         assert "Resuming in.jsonl" in capsys.readouterr().out
         assert sim.stats()["requests"] == 5
+
+    def test_a_canary_field_name_never_reaches_the_report_or_the_journal(
+        self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """An email used as a key is reported as an unnamed unknown field, everywhere."""
+        canary = "canary-7f3a@example.com"
+        path = write_lines(
+            tmp_path / "in.jsonl",
+            [{"op": "identify", "id": "1"}, {"op": "identify", "id": "2", canary: "x"}],
+        )
+        argv = ["send", str(path), "--site-id", sim.site_id, "--api-key", sim.api_key]
+        argv += ["--host", sim.host, "--port", str(sim.port), "--no-progress"]
+        assert cli.main(argv) == cli.EXIT_INCOMPLETE
+        out, err = capsys.readouterr()
+        assert "line 2: identify: 1 unknown field (names not shown)" in out
+        assert canary not in out + err
+        stored = b"".join(p.read_bytes() for p in tmp_path.glob("in.jsonl.journal*"))
+        assert b"1 unknown field (names not shown)" in stored
+        assert canary.encode() not in stored
 
     def test_lines_queued_in_the_outbox_are_delivered_and_reported_sent(
         self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
