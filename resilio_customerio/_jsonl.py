@@ -295,13 +295,28 @@ def _event(fields: Mapping[str, Any], name_field: str = "name") -> None:
         raise InvalidLineError("event_id must be a ULID (26 characters of Crockford base32)")
 
 
+MAX_TIMESTAMP = 4_102_444_800
+"""2100-01-01T00:00:00Z in epoch seconds: later timestamps are refused as implausible."""
+
+
 def _timestamp(value: Any) -> int:
+    seconds = _epoch(value)
+    if seconds < 0:
+        raise InvalidLineError("timestamp must not be before 1970 (negative epoch seconds)")
+    if seconds >= MAX_TIMESTAMP:
+        raise InvalidLineError(
+            "timestamp must be before the year 2100 (epoch seconds, not milliseconds)"
+        )
+    return int(seconds)
+
+
+def _epoch(value: Any) -> int | float:
     if isinstance(value, bool):
         raise InvalidLineError("timestamp must be epoch seconds or an ISO 8601 date-time")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value == value and abs(value) != float("inf"):
-        return int(value)
+        return value
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)
@@ -310,7 +325,7 @@ def _timestamp(value: Any) -> int:
         else:
             if moment.tzinfo is None:
                 raise InvalidLineError("timestamp must name its time zone (e.g. Z or +02:00)")
-            return int(moment.timestamp())
+            return moment.timestamp()
     raise InvalidLineError("timestamp must be epoch seconds or an ISO 8601 date-time")
 
 

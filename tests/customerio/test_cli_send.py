@@ -86,6 +86,37 @@ class TestFormat:
         with pytest.raises(InvalidLineError, match="time zone"):
             parse_line(b'{"op":"backfill","id":"1","name":"x","timestamp":"2024-01-01"}', 1)
 
+    @pytest.mark.parametrize(
+        ("stamp", "message"),
+        [
+            (-5, "timestamp must not be before 1970 (negative epoch seconds)"),
+            (-0.5, "timestamp must not be before 1970 (negative epoch seconds)"),
+            ("1969-12-31T23:59:59Z", "timestamp must not be before 1970"),
+            (4_102_444_800, "timestamp must be before the year 2100"),
+            (1_714_564_800_000, "epoch seconds, not milliseconds"),
+            ("5138-01-01T00:00:00Z", "timestamp must be before the year 2100"),
+        ],
+    )
+    @pytest.mark.parametrize("op", ["track", "backfill", "pageview", "track_anonymous"])
+    def test_implausible_timestamps_are_invalid(self, op: str, stamp: Any, message: str) -> None:
+        """A negative timestamp or one from 2100 on is an invalid line naming the field."""
+        who = "anonymous_id" if op == "track_anonymous" else "id"
+        name = "page" if op == "pageview" else "name"
+        obj = {"op": op, who: "1", name: "x", "timestamp": stamp}
+        with pytest.raises(InvalidLineError) as info:
+            parse_line(json.dumps(obj).encode(), 1)
+        assert str(info.value).startswith("timestamp must")
+        assert message in str(info.value)
+
+    @pytest.mark.parametrize("stamp", [0, 4_102_444_799, "2099-12-31T23:59:59Z"])
+    def test_timestamps_up_to_2100_are_accepted(self, stamp: Any) -> None:
+        """The bounds are inclusive of 1970 and the last second of 2099."""
+        line = parse_line(
+            json.dumps({"op": "track", "id": "1", "name": "x", "timestamp": stamp}).encode(), 1
+        )
+        assert line is not None
+        assert line.fields["timestamp"] in (0, 4_102_444_799)
+
     def test_unknown_fields_are_named_but_values_are_never_quoted(self) -> None:
         """A typo'd field is reported by name; the payload's values do not appear."""
         with pytest.raises(InvalidLineError) as info:
