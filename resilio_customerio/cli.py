@@ -500,6 +500,11 @@ def _run_outbox(argv: list[str]) -> int:
         if name != "config" or getattr(args, "config", None) is None:
             setattr(args, name, value)
     args.config = Path(args.config) if args.config else None
+    if args.outbox_command == "drain":
+        # Build the adapter here, so missing credentials and configuration mistakes are this
+        # command's usage errors (exit 2), not failures of the outbox command (exit 1).
+        registry = outbox_registry(args)
+        args.registry_factory = lambda _args: registry
     return int(args.func(args) or 0)
 
 

@@ -557,12 +557,28 @@ class TestSendCommand:
     def test_outbox_drain_without_credentials_names_them(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """`outbox drain` without a site id and key exits non-zero naming what is missing."""
+        """`outbox drain` without a site id and key is a usage error (2) of this command."""
         for name in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY"):
             monkeypatch.delenv(name, raising=False)
         code = cli.main(["outbox", "drain", "--sqlite", str(tmp_path / "o.sqlite3")])
-        assert code != 0
-        assert "missing Customer.io credentials" in capsys.readouterr().err
+        assert code == cli.EXIT_USAGE
+        assert capsys.readouterr().err == (
+            "resilio-customerio: error: missing Customer.io credentials: "
+            "--site-id (or CUSTOMERIO_SITE_ID), --api-key (or CUSTOMERIO_API_KEY)\n"
+        )
+
+    def test_outbox_drain_with_a_bad_config_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`outbox drain --config bad.yaml` exits 2 with the file's location of the problem."""
+        config = tmp_path / "bad.yaml"
+        config.write_text("pipelines:\n  customerio.track:\n    - retry: {attempts: 0}\n")
+        argv = ["outbox", "drain", "--sqlite", str(tmp_path / "o.sqlite3"), "--config"]
+        argv += [str(config), "--site-id", "s", "--api-key", "k"]
+        assert cli.main(argv) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.startswith("resilio-customerio: configuration error:\n")
+        assert f"{config}:3:25: pipelines.customerio.track[0].retry.attempts" in err
 
     def test_outbox_stats_reads_the_outbox_of_a_config(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
