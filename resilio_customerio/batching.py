@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
+from resilio.classify import ErrorKind
 from resilio_customerio.payload import MAX_BATCH_BYTES, MAX_V2_OP_BYTES, check_size, size
 
 if TYPE_CHECKING:
@@ -54,6 +55,9 @@ class BatchItemResult:
         reason: Customer.io's (or the adapter's) short reason for a failure.
         field: The offending field, when Customer.io named one.
         error: The error for operations whose whole request failed.
+        kind: How a failure is classified: ``PERMANENT`` for an operation Customer.io refused
+            in a 207 answer (sending it again changes nothing), else the request's error's kind;
+            ``None`` for an accepted or queued operation.
     """
 
     index: int
@@ -62,6 +66,7 @@ class BatchItemResult:
     reason: str | None = None
     field: str | None = None
     error: BaseException | None = None
+    kind: ErrorKind | None = None
 
 
 @frozen

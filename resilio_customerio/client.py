@@ -21,7 +21,7 @@ from resilio._clock import SYSTEM_CLOCK, Clock
 from resilio._context import Context
 from resilio._operation import Operation
 from resilio._pipeline import Pipeline
-from resilio.classify import Classification, ErrorKind
+from resilio.classify import Classification, ErrorKind, default_classifier
 from resilio.errors import TimeoutExceeded
 from resilio_customerio import _build
 from resilio_customerio._pipelines import load
@@ -689,7 +689,12 @@ def batch_items(indexes: list[int], outcome: Any) -> list[BatchItemResult]:
         reason: str | None = (
             outcome.reason if isinstance(outcome, CustomerIOError) else type(outcome).__name__
         )
-        return [BatchItemResult(index=i, ok=False, reason=reason, error=outcome) for i in indexes]
+        context = Context("customerio.batch", idempotent=True)
+        found = classify(outcome, context) or default_classifier(outcome, context)
+        return [
+            BatchItemResult(index=i, ok=False, reason=reason, error=outcome, kind=found.kind)
+            for i in indexes
+        ]
     if not isinstance(outcome, requests.Response):
         return [BatchItemResult(index=i, ok=True, queued=True) for i in indexes]
     errors: dict[int, tuple[str | None, str | None]] = {}
@@ -700,7 +705,11 @@ def batch_items(indexes: list[int], outcome: Any) -> list[BatchItemResult]:
     for local, index in enumerate(indexes):
         if local in errors:
             reason, where = errors[local]
-            results.append(BatchItemResult(index=index, ok=False, reason=reason, field=where))
+            results.append(
+                BatchItemResult(
+                    index=index, ok=False, reason=reason, field=where, kind=ErrorKind.PERMANENT
+                )
+            )
         else:
             results.append(BatchItemResult(index=index, ok=True))
     return results
