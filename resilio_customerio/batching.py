@@ -206,9 +206,10 @@ def install_shutdown_handlers(signals: Iterable[int] = _SHUTDOWN_SIGNALS) -> boo
     a handler of yours is called (your shutdown path then closes the adapter, or the exit
     handlers flush the buffers), an ignored signal stays ignored, and where the action was the
     default the program exits gracefully with status ``128 + signal`` after the buffers were
-    flushed; a second signal then ends it at once. SIGINT's default (``KeyboardInterrupt``) is
-    kept. Installing again is a no-op. The buffered adapter calls this when it is built in the
-    main thread.
+    flushed; a second signal then ends it at once. Python's own SIGINT handler (which raises
+    ``KeyboardInterrupt``, after which the exit handlers flush the buffers) is left in place, so
+    ``asyncio.run`` still installs its own. Installing again is a no-op. The buffered adapter
+    calls this when it is built in the main thread.
 
     Args:
         signals: The signals to handle.
@@ -221,8 +222,8 @@ def install_shutdown_handlers(signals: Iterable[int] = _SHUTDOWN_SIGNALS) -> boo
         return False
     for signum in signals:
         current = signal.getsignal(signum)
-        if current is _on_signal:
-            continue
+        if current is _on_signal or current is signal.default_int_handler:
+            continue  # Python's SIGINT default already unwinds (and asyncio's runner needs it)
         _previous[signum] = current
         signal.signal(signum, _on_signal)
     return True

@@ -149,6 +149,15 @@ class TestHandler:
         finally:
             signal.signal(signal.SIGTERM, mine)
 
+    def test_pythons_sigint_handler_is_left_in_place(self) -> None:
+        """KeyboardInterrupt already unwinds; asyncio.run needs to see Python's own handler."""
+        mine = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            assert batching.install_shutdown_handlers([signal.SIGINT]) is True
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        finally:
+            signal.signal(signal.SIGINT, mine)
+
     def test_not_installed_outside_the_main_thread(self) -> None:
         """Off the main thread nothing is installed and the call says so."""
         import threading
