@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from resilio_customerio.aio import AsyncResilientCustomerIO
-    from resilio_customerio.batching import BatchBuffer, BatchItemResult, BatchResult
+    from resilio_customerio.batching import (
+        BatchBuffer,
+        BatchItemResult,
+        BatchResult,
+        install_shutdown_handlers,
+    )
     from resilio_customerio.client import ResilientCustomerIO
     from resilio_customerio.errors import (
         AuthenticationFailed,
@@ -43,6 +48,7 @@ __all__ = [
     "ResilientCustomerIO",
     "ServiceUnavailable",
     "Throttled",
+    "install_shutdown_handlers",
     "new_ulid",
 ]
 
@@ -60,6 +66,7 @@ _LAZY: dict[str, str] = {
     "ResilientCustomerIO": "resilio_customerio.client",
     "ServiceUnavailable": "resilio_customerio.errors",
     "Throttled": "resilio_customerio.errors",
+    "install_shutdown_handlers": "resilio_customerio.batching",
     "new_ulid": "resilio_customerio.ulid",
 }
 

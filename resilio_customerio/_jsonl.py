@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidLineError",
     "Line",
     "OpSpec",
+    "is_safe_name",
     "is_ulid",
     "new_ulid",
     "parse_line",
@@ -199,18 +201,49 @@ def parse_line(raw: bytes, number: int) -> Line | None:
         raise InvalidLineError('missing "op" (the operation name)')
     spec = OPERATIONS.get(op)
     if spec is None:
-        raise InvalidLineError(f'unknown op "{op[:40]}"; known: {", ".join(OPERATIONS)}')
+        shown = f'"{op}"' if is_safe_name(op) else "(not shown: not an identifier)"
+        raise InvalidLineError(f"unknown op {shown}; known: {', '.join(OPERATIONS)}")
     missing = [f for f in spec.required if obj.get(f) is None]
     if missing:
         raise InvalidLineError(f"{op}: missing field(s): {', '.join(missing)}")
     unknown = sorted(set(obj) - set(spec.required) - set(spec.optional))
     if unknown:
-        names = ", ".join(u[:40] for u in unknown[:5])
-        raise InvalidLineError(f"{op}: unknown field(s): {names}")
+        raise InvalidLineError(f"{op}: {_unknown_fields(unknown)}")
     _CHECKS[op if op in _CHECKS else ("send" if spec.app_api else "")](obj)
     if "timestamp" in obj:
         obj["timestamp"] = _timestamp(obj["timestamp"])
     return Line(number, spec, obj)
+
+
+_SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}")
+_SHOWN_NAMES = 5
+
+
+def is_safe_name(name: str) -> bool:
+    """Whether a name from the input may be shown in a report: a short identifier-like token.
+
+    Keys of the input are data too: one that is an email address, a phone number or free text
+    may be personal, so only names like ``dta`` or ``user.plan_2`` are ever echoed.
+
+    Args:
+        name: A field, attribute or operation name read from the input.
+
+    Returns:
+        ``True`` if it matches ``[A-Za-z_][A-Za-z0-9_.-]{0,40}``.
+    """
+    return _SAFE_NAME.fullmatch(name) is not None
+
+
+def _unknown_fields(unknown: list[str]) -> str:
+    """Describe unknown fields, naming only those with identifier-like names (at most five)."""
+    safe = [u for u in unknown if is_safe_name(u)][:_SHOWN_NAMES]
+    hidden = len(unknown) - len(safe)
+    if not safe:
+        return f"{hidden} unknown field{'s' if hidden != 1 else ''} (names not shown)"
+    text = f"unknown field(s): {', '.join(safe)}"
+    if hidden:
+        text += f" and {hidden} more (names not shown)"
+    return text
 
 
 def _identifier(fields: Mapping[str, Any], name: str) -> None:
@@ -239,8 +272,9 @@ def _attributes(fields: Mapping[str, Any], name: str) -> None:
                 f"{MAX_ATTRIBUTE_NAME_BYTES}-byte limit"
             )
         if _size(value) > MAX_ATTRIBUTE_VALUE_BYTES:
+            which = f"attribute '{key}'" if is_safe_name(key) else "an attribute"
             raise InvalidLineError(
-                f"{name}: the value of attribute '{key[:40]}' is larger than the "
+                f"{name}: the value of {which} is larger than the "
                 f"{MAX_ATTRIBUTE_VALUE_BYTES}-byte limit"
             )
 
@@ -261,13 +295,28 @@ def _event(fields: Mapping[str, Any], name_field: str = "name") -> None:
         raise InvalidLineError("event_id must be a ULID (26 characters of Crockford base32)")
 
 
+MAX_TIMESTAMP = 4_102_444_800
+"""2100-01-01T00:00:00Z in epoch seconds: later timestamps are refused as implausible."""
+
+
 def _timestamp(value: Any) -> int:
+    seconds = _epoch(value)
+    if seconds < 0:
+        raise InvalidLineError("timestamp must not be before 1970 (negative epoch seconds)")
+    if seconds >= MAX_TIMESTAMP:
+        raise InvalidLineError(
+            "timestamp must be before the year 2100 (epoch seconds, not milliseconds)"
+        )
+    return int(seconds)
+
+
+def _epoch(value: Any) -> int | float:
     if isinstance(value, bool):
         raise InvalidLineError("timestamp must be epoch seconds or an ISO 8601 date-time")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value == value and abs(value) != float("inf"):
-        return int(value)
+        return value
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)
@@ -276,7 +325,7 @@ def _timestamp(value: Any) -> int:
         else:
             if moment.tzinfo is None:
                 raise InvalidLineError("timestamp must name its time zone (e.g. Z or +02:00)")
-            return int(moment.timestamp())
+            return moment.timestamp()
     raise InvalidLineError("timestamp must be epoch seconds or an ISO 8601 date-time")
 
 

@@ -7,26 +7,35 @@ the index, reason and field of each operation it refused (the others are applied
 
 :class:`BatchBuffer` is the opt-in buffered mode: identify and track calls become v2 operations
 that a background thread sends in batches, bounded by count, bytes and age, and flushed on
-``close()`` and at interpreter exit.
+``close()``, at interpreter exit and on shutdown: :func:`install_shutdown_handlers` makes
+SIGTERM (whose default action kills the process without running exit handlers) end the program
+gracefully, so the buffers are flushed before it exits.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import os
+import signal
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
+from resilio.classify import ErrorKind
 from resilio_customerio.payload import MAX_BATCH_BYTES, MAX_V2_OP_BYTES, check_size, size
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = [
     "BatchBuffer",
     "BatchItemResult",
     "BatchResult",
+    "install_shutdown_handlers",
     "parse_errors",
     "split",
 ]
@@ -46,6 +55,9 @@ class BatchItemResult:
         reason: Customer.io's (or the adapter's) short reason for a failure.
         field: The offending field, when Customer.io named one.
         error: The error for operations whose whole request failed.
+        kind: How a failure is classified: ``PERMANENT`` for an operation Customer.io refused
+            in a 207 answer (sending it again changes nothing), else the request's error's kind;
+            ``None`` for an accepted or queued operation.
     """
 
     index: int
@@ -54,6 +66,7 @@ class BatchItemResult:
     reason: str | None = None
     field: str | None = None
     error: BaseException | None = None
+    kind: ErrorKind | None = None
 
 
 @frozen
@@ -154,9 +167,66 @@ _live: weakref.WeakSet[BatchBuffer] = weakref.WeakSet()
 
 
 @atexit.register
-def _flush_all() -> None:  # pragma: no cover - runs at interpreter exit
+def _flush_all() -> None:  # pragma: no cover - runs at exit (tests/customerio/test_buffer_shutdown)
     for buffer in list(_live):
         buffer.close()
+
+
+_SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_previous: dict[int, Any] = {}
+_stopping: set[int] = set()
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """Chain to the handler that was there before, or exit gracefully where it was the default.
+
+    A graceful exit raises :class:`SystemExit` in the main thread: ``with`` blocks and
+    ``finally`` clauses run (closing adapters), then the exit handlers flush every live buffer.
+    A second such signal while shutting down ends the process at once, as the default would.
+    """
+    previous = _previous.get(signum)
+    if callable(previous):
+        previous(signum, frame)  # e.g. SIGINT's default raises KeyboardInterrupt
+        return
+    if previous == signal.SIG_IGN:
+        return
+    if signum in _stopping:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    _stopping.add(signum)
+    raise SystemExit(128 + signum)
+
+
+def install_shutdown_handlers(signals: Iterable[int] = _SHUTDOWN_SIGNALS) -> bool:
+    """Make SIGTERM and SIGINT flush the batch buffers before the process exits.
+
+    SIGTERM's default action ends the process at once, without exit handlers, so operations
+    still in a buffer would be lost. The handler installed here chains to the one it replaces:
+    a handler of yours is called (your shutdown path then closes the adapter, or the exit
+    handlers flush the buffers), an ignored signal stays ignored, and where the action was the
+    default the program exits gracefully with status ``128 + signal`` after the buffers were
+    flushed; a second signal then ends it at once. Python's own SIGINT handler (which raises
+    ``KeyboardInterrupt``, after which the exit handlers flush the buffers) is left in place, so
+    ``asyncio.run`` still installs its own. Installing again is a no-op. The buffered adapter
+    calls this when it is built in the main thread.
+
+    Args:
+        signals: The signals to handle.
+
+    Returns:
+        Whether the handlers are installed (``False`` outside the main thread, where Python
+        does not allow it: call it from the main thread yourself).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    for signum in signals:
+        current = signal.getsignal(signum)
+        if current is _on_signal or current is signal.default_int_handler:
+            continue  # Python's SIGINT default already unwinds (and asyncio's runner needs it)
+        _previous[signum] = current
+        signal.signal(signum, _on_signal)
+    return True
 
 
 class BatchBuffer:
@@ -164,7 +234,8 @@ class BatchBuffer:
 
     A batch is sent when ``max_operations`` are waiting, when their size nears ``max_bytes``,
     or ``max_delay`` seconds after the oldest one arrived; :meth:`flush` sends at once and
-    :meth:`close` (also run at interpreter exit) sends what is left and stops the thread.
+    :meth:`close` (also run at interpreter exit, and so on SIGTERM and SIGINT once
+    :func:`install_shutdown_handlers` ran) sends what is left and stops the thread.
 
     Args:
         send: Sends a list of operations (``ResilientCustomerIO.batch``).

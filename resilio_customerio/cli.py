@@ -9,6 +9,7 @@ Payloads are never printed, and credentials only masked.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -59,6 +60,48 @@ def _positive(text: str) -> int:
     return value
 
 
+MAX_CONCURRENCY = 1000
+"""Most worker threads ``send --concurrency`` starts."""
+
+
+def _concurrency(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_CONCURRENCY}, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, got {text!r}")
+    return value
+
+
+def _timeout(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 seconds, got {text!r}")
+    return value
+
+
+def _wait(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 seconds or more, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
+    return value
+
+
 def _batch_size(text: str) -> int:
     value = _positive(text)
     if value > 1000:
@@ -80,10 +123,12 @@ def _add_connection(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--app-key", help="App API key for send_* lines (env CUSTOMERIO_APP_KEY)")
     group.add_argument("--region", choices=("us", "eu"), default=None, help="workspace region")
     group.add_argument("--host", help="Track API host (e.g. 127.0.0.1 for a simulator)")
-    group.add_argument("--port", type=int, help="Track API port")
+    group.add_argument("--port", type=_port, help="Track API port")
     group.add_argument("--url-prefix", help="Track API path prefix (default /api/v1)")
     group.add_argument("--api-url", help="App API base URL (e.g. https://127.0.0.1:8443)")
-    group.add_argument("--timeout", type=float, default=None, help="per-request timeout, seconds")
+    group.add_argument(
+        "--timeout", type=_timeout, default=None, help="per-request timeout, seconds (above 0)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("file", type=Path, metavar="FILE.jsonl", help="one operation per line")
     _add_connection(send)
     run = send.add_argument_group("sending")
-    run.add_argument("--concurrency", type=_positive, default=4, help="parallel requests (4)")
+    run.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=4,
+        help=f"parallel requests (4; at most {MAX_CONCURRENCY})",
+    )
     run.add_argument(
         "--batch",
         type=_batch_size,
@@ -137,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--drain-timeout",
-        type=float,
+        type=_wait,
         default=30.0,
         help="seconds to wait at the end for the outbox to deliver queued lines (30; 0: don't)",
     )
@@ -225,6 +275,62 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _first_line_for(path: Path, app_api: bool) -> int | None:
+    """Return the number of the first line of ``path`` with an operation of one API, if any."""
+    import json
+
+    from resilio_customerio._jsonl import OPERATIONS
+
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            if app_api and b"send_" not in raw:
+                continue  # cheap: App API ops are all send_*
+            try:
+                op = json.loads(raw).get("op")
+            except (ValueError, AttributeError):
+                continue
+            spec = OPERATIONS.get(op) if isinstance(op, str) else None
+            if spec is not None and spec.app_api == app_api:
+                return number
+    return None
+
+
+def check_destinations(path: Path, options: dict[str, Any]) -> None:
+    """Refuse to send one API's lines to Customer.io while the other API points elsewhere.
+
+    ``--host`` moves only the Track API and ``--api-url`` only the App API; given one without
+    the other (to try a simulator, say), the other API's lines would go to the real Customer.io.
+
+    Args:
+        path: The input file.
+        options: The adapter's options from :func:`client_options`.
+
+    Raises:
+        UsageError: If the file has lines for the API left at Customer.io's host.
+    """
+    moved_track = options.get("host") is not None
+    moved_app = options.get("api_url") is not None
+    if moved_track == moved_app:
+        return
+    if moved_track:
+        number = _first_line_for(path, app_api=True)
+        if number is not None:
+            raise UsageError(
+                f"--host points the Track API at {options['host']}, but line {number} is an App "
+                "API send and there is no --api-url: it would go to Customer.io's App API. Give "
+                "--api-url too (the simulator's is printed by `simulate`), or "
+                "--api-url https://api.customer.io to mean it"
+            )
+    else:
+        number = _first_line_for(path, app_api=False)
+        if number is not None:
+            raise UsageError(
+                f"--api-url points the App API at {options['api_url']}, but line {number} is a "
+                "Track API operation and there is no --host: it would go to Customer.io's Track "
+                "API. Give --host (and --port) too, or --host track.customer.io to mean it"
+            )
+
+
 def _make_client(options: dict[str, Any]) -> Any:
     try:
         from resilio_customerio import ResilientCustomerIO
@@ -269,6 +375,7 @@ def run_send(
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     options = client_options(args)
+    check_destinations(path, options)
     journal_path = args.journal or journal_path_for(path)
     if args.restart:
         for suffix in ("", "-wal", "-shm"):
@@ -393,6 +500,11 @@ def _run_outbox(argv: list[str]) -> int:
         if name != "config" or getattr(args, "config", None) is None:
             setattr(args, name, value)
     args.config = Path(args.config) if args.config else None
+    if args.outbox_command == "drain":
+        # Build the adapter here, so missing credentials and configuration mistakes are this
+        # command's usage errors (exit 2), not failures of the outbox command (exit 1).
+        registry = outbox_registry(args)
+        args.registry_factory = lambda _args: registry
     return int(args.func(args) or 0)
 
 

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from resilio._clock import SYSTEM_CLOCK, Clock
 from resilio._context import Context
 from resilio._operation import Operation
 from resilio._pipeline import Pipeline
-from resilio.classify import Classification, ErrorKind
+from resilio.classify import Classification, ErrorKind, default_classifier
 from resilio.errors import TimeoutExceeded
 from resilio_customerio import _build
 from resilio_customerio._pipelines import load
@@ -29,6 +30,7 @@ from resilio_customerio.batching import (
     BatchBuffer,
     BatchItemResult,
     BatchResult,
+    install_shutdown_handlers,
     merge_results,
     parse_errors,
     split,
@@ -65,6 +67,27 @@ def pipeline_classifier(error: BaseException, context: Context) -> Classificatio
     if isinstance(error, TimeoutExceeded) and context.idempotent is False:
         return Classification(kind=ErrorKind.AMBIGUOUS, reason="timeout: outcome unknown")
     return classify(error, context)
+
+
+def check_timeout(timeout: Any) -> float:
+    """Check a per-request timeout: a finite number of seconds above 0.
+
+    Args:
+        timeout: The value given as ``timeout=``.
+
+    Returns:
+        The timeout as a float.
+
+    Raises:
+        TypeError: If it is not a number.
+        ValueError: If it is not finite or not above 0.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout= must be a number of seconds, got {type(timeout).__name__}")
+    value = float(timeout)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"timeout= must be a finite number of seconds above 0, got {timeout!r}")
+    return value
 
 
 def ensure_plugin() -> None:
@@ -109,7 +132,10 @@ class ResilientCustomerIO:
         clock: resilio's clock for waits and deadlines (tests pass a ``FakeClock``).
         pipelines: Pipelines (or lists of policies) by operation name, replacing configured ones.
         buffer: Group ``identify`` and ``track`` calls into v2 batches in the background:
-            ``True`` or :class:`~resilio_customerio.batching.BatchBuffer` options.
+            ``True`` or :class:`~resilio_customerio.batching.BatchBuffer` options, plus
+            ``handle_signals`` (default ``True``): built in the main thread, the adapter calls
+            :func:`~resilio_customerio.batching.install_shutdown_handlers` so SIGTERM and
+            SIGINT flush the buffer before the process exits.
         replay: Register this adapter as the client outbox replays use.
         telemetry: Trace and log pipeline executions (never with payloads).
         tracer_provider: OpenTelemetry tracer provider (default: the global one).
@@ -118,6 +144,9 @@ class ResilientCustomerIO:
     Raises:
         ConfigError: If the configuration is invalid.
         ConfigurationProblem: For an unknown region.
+        TypeError: If ``timeout`` is not a number or ``pool_size`` not an integer.
+        ValueError: If ``timeout`` is not a finite number of seconds above 0, or ``pool_size``
+            is below 1.
     """
 
     def __init__(
@@ -144,6 +173,11 @@ class ResilientCustomerIO:
         tracer_provider: Any = None,
         meter_provider: Any = None,
     ) -> None:
+        timeout = check_timeout(timeout)
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int):
+            raise TypeError(f"pool_size= must be an integer, got {type(pool_size).__name__}")
+        if pool_size < 1:
+            raise ValueError(f"pool_size= must be at least 1, got {pool_size}")
         self.region: Region = resolve_region(
             region, site_id=site_id, api_key=api_key, host=host, port=port, timeout=timeout
         )
@@ -201,7 +235,10 @@ class ResilientCustomerIO:
         self._buffer: BatchBuffer | None = None
         if buffer:
             options = dict(buffer) if isinstance(buffer, Mapping) else {}
+            handle_signals = options.pop("handle_signals", True)
             self._buffer = BatchBuffer(self.batch, **options)
+            if handle_signals:
+                install_shutdown_handlers()
         self._replay = replay
         if replay:
             set_replay_client(self)
@@ -652,7 +689,12 @@ def batch_items(indexes: list[int], outcome: Any) -> list[BatchItemResult]:
         reason: str | None = (
             outcome.reason if isinstance(outcome, CustomerIOError) else type(outcome).__name__
         )
-        return [BatchItemResult(index=i, ok=False, reason=reason, error=outcome) for i in indexes]
+        context = Context("customerio.batch", idempotent=True)
+        found = classify(outcome, context) or default_classifier(outcome, context)
+        return [
+            BatchItemResult(index=i, ok=False, reason=reason, error=outcome, kind=found.kind)
+            for i in indexes
+        ]
     if not isinstance(outcome, requests.Response):
         return [BatchItemResult(index=i, ok=True, queued=True) for i in indexes]
     errors: dict[int, tuple[str | None, str | None]] = {}
@@ -663,7 +705,11 @@ def batch_items(indexes: list[int], outcome: Any) -> list[BatchItemResult]:
     for local, index in enumerate(indexes):
         if local in errors:
             reason, where = errors[local]
-            results.append(BatchItemResult(index=index, ok=False, reason=reason, field=where))
+            results.append(
+                BatchItemResult(
+                    index=index, ok=False, reason=reason, field=where, kind=ErrorKind.PERMANENT
+                )
+            )
         else:
             results.append(BatchItemResult(index=index, ok=True))
     return results

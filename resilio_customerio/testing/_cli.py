@@ -48,8 +48,32 @@ def _announce(sim: Simulator) -> None:
     ]
     if sim.ca_path:
         lines += [f"  ca:         {sim.ca_path}", f"  export REQUESTS_CA_BUNDLE={sim.ca_path}"]
+    lines += [
+        "To send a file to it from another shell (with the REQUESTS_CA_BUNDLE export above):",
+        *send_command(sim),
+    ]
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
+
+
+def send_command(sim: Simulator) -> list[str]:
+    """Return the lines of a shell command that sends a JSONL file to ``sim``.
+
+    Both APIs are pointed at the simulator (``--host``/``--port``/``--url-prefix`` for the
+    Track API, ``--api-url`` for the App API), so no line goes to the real Customer.io.
+
+    Args:
+        sim: A started simulator.
+
+    Returns:
+        The command's lines, indented, joined by shell continuations.
+    """
+    return [
+        f"  export CUSTOMERIO_SITE_ID={sim.site_id} CUSTOMERIO_API_KEY={sim.api_key} "
+        f"CUSTOMERIO_APP_KEY={sim.app_key}",
+        f"  resilio-customerio send FILE.jsonl --host {sim.host} --port {sim.port} \\",
+        f"      --url-prefix {sim.url_prefix} --api-url {sim.api_url}",
+    ]
 
 
 def _parser() -> argparse.ArgumentParser:

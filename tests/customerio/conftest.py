@@ -1,5 +1,6 @@
 """Fixtures for the Customer.io tests."""
 
+import signal
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -23,3 +24,12 @@ def make_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Si
     yield make
     for sim in started:
         sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers() -> Iterator[None]:
+    """A buffered adapter installs SIGTERM/SIGINT handlers: put pytest's back after each test."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)

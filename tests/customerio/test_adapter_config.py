@@ -25,7 +25,7 @@ from resilio_customerio.operations import (
 )
 from resilio_customerio.testing import Simulator
 
-from ._adapter import make
+from ._adapter import make, make_async
 
 
 class TestOperations:
@@ -122,6 +122,13 @@ class TestDefaults:
         assert track != app
 
 
+def default_yaml_lines() -> list[str]:
+    """The lines of the packaged pipelines.yaml."""
+    from importlib import resources
+
+    return resources.files("resilio_customerio").joinpath("pipelines.yaml").read_text().splitlines()
+
+
 class TestOverrides:
     def test_dict_config_is_merged_over_defaults(
         self, cio_simulator: Simulator, clock: FakeClock
@@ -162,6 +169,86 @@ class TestOverrides:
         config = {"pipelines": {"customerio.track": [{"retry": {"attempts": 0}}]}}
         with pytest.raises(resilio.ConfigError, match=r"customerio\.track"):
             make(cio_simulator, clock, config=config)
+
+    def test_problem_in_a_yaml_file_names_its_file_line_and_column(
+        self, cio_simulator: Simulator, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        """A bad value in the user's file is reported at its place in that file."""
+        path = tmp_path / "bad.yaml"
+        path.write_text(
+            "# my tuning\n"
+            "version: 1\n"
+            "\n"
+            "pipelines:\n"
+            "  customerio.identify:\n"
+            "    - timeout: {seconds: 60}\n"
+            "    - retry:\n"
+            "        attempts: eight\n"
+        )
+        with pytest.raises(resilio.ConfigError) as info:
+            make(cio_simulator, clock, config=str(path))
+        assert info.value.problems == [
+            f"{path}:8:19: pipelines.customerio.identify[1].retry.attempts: "
+            "expected an integer, found 'eight'"
+        ]
+        assert str(info.value).startswith(f"1 problem in {path}:")
+
+    def test_problem_in_a_default_entry_points_at_the_packaged_defaults(
+        self, cio_simulator: Simulator, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        """A default pipeline broken by an override is located in pipelines.yaml, not the file."""
+        path = tmp_path / "swap.yaml"
+        path.write_text("policies:\n  customerio.track.breaker:\n    rate_limiter: {rate: 5}\n")
+        with pytest.raises(resilio.ConfigError) as info:
+            make(cio_simulator, clock, config=str(path))
+        identify = [p for p in info.value.problems if "customerio.identify[" in p]
+        line = next(
+            n
+            for n, text in enumerate(default_yaml_lines(), 1)
+            if "circuit_breaker: {ref: customerio.track.breaker}" in text
+        )
+        assert identify == [
+            f"resilio_customerio/pipelines.yaml:{line}:30: "
+            "pipelines.customerio.identify[2].circuit_breaker.ref: shared policy "
+            "'customerio.track.breaker' is a rate_limiter, not a circuit_breaker"
+        ]
+
+    @pytest.mark.parametrize(
+        ("value", "error", "message"),
+        [
+            (-1, ValueError, "timeout= must be a finite number of seconds above 0, got -1"),
+            (0, ValueError, "timeout= must be a finite number of seconds above 0, got 0"),
+            (float("nan"), ValueError, "above 0, got nan"),
+            (float("inf"), ValueError, "above 0, got inf"),
+            ("abc", TypeError, "timeout= must be a number of seconds, got str"),
+            (True, TypeError, "timeout= must be a number of seconds, got bool"),
+        ],
+    )
+    def test_invalid_timeout_is_refused_at_construction(
+        self,
+        cio_simulator: Simulator,
+        clock: FakeClock,
+        value: object,
+        error: type[Exception],
+        message: str,
+    ) -> None:
+        """A timeout that is not a finite number of seconds above 0 raises, naming timeout=."""
+        with pytest.raises(error) as info:
+            make(cio_simulator, clock, timeout=value)
+        assert message in str(info.value)
+        assert cio_simulator.requests == []
+
+    def test_invalid_timeout_is_refused_by_the_async_adapter(
+        self, cio_simulator: Simulator, clock: FakeClock
+    ) -> None:
+        """The async adapter checks timeout= the same way."""
+        with pytest.raises(ValueError, match=r"timeout= must be a finite number"):
+            make_async(cio_simulator, clock, timeout=0)
+
+    def test_invalid_pool_size_is_refused(self, cio_simulator: Simulator, clock: FakeClock) -> None:
+        """pool_size= below 1 raises naming it."""
+        with pytest.raises(ValueError, match=r"pool_size= must be at least 1, got 0"):
+            make(cio_simulator, clock, pool_size=0)
 
     def test_code_pipelines_win(self, cio_simulator: Simulator, clock: FakeClock) -> None:
         """pipelines= replaces a configured pipeline with policies given in code."""

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from resilio.classify import ErrorKind
 from resilio.testing import FakeClock
-from resilio_customerio import BatchResult, PayloadTooLarge, ResilientCustomerIO
+from resilio_customerio import BatchResult, InvalidRequest, PayloadTooLarge, ResilientCustomerIO
 from resilio_customerio.batching import BatchBuffer, parse_errors, size_of, split
 from resilio_customerio.payload import MAX_BATCH_BYTES
 from resilio_customerio.testing import Simulator
@@ -78,7 +79,18 @@ class TestAdapterBatch:
         assert not result.ok
         assert result.succeeded == [0, 2]
         assert [(f.index, f.field) for f in result.failed] == [(1, "action")]
+        assert [f.kind for f in result.failed] == [ErrorKind.PERMANENT]
+        assert [i.kind for i in result.items if i.ok] == [None, None]
         assert cio_simulator.customer("3") is not None
+
+    def test_whole_request_failure_carries_the_errors_kind(
+        self, cio: ResilientCustomerIO, cio_simulator: Simulator
+    ) -> None:
+        """A batch request refused as a whole (400) marks each operation with its error's kind."""
+        cio_simulator.faults.add("batch", status=400)
+        result = cio.batch([op(1), op(2)])
+        assert [(i.ok, i.kind) for i in result.items] == [(False, ErrorKind.PERMANENT)] * 2
+        assert all(isinstance(i.error, InvalidRequest) for i in result.items)
 
     def test_large_batches_are_split(
         self, cio: ResilientCustomerIO, cio_simulator: Simulator

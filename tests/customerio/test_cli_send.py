@@ -86,6 +86,37 @@ class TestFormat:
         with pytest.raises(InvalidLineError, match="time zone"):
             parse_line(b'{"op":"backfill","id":"1","name":"x","timestamp":"2024-01-01"}', 1)
 
+    @pytest.mark.parametrize(
+        ("stamp", "message"),
+        [
+            (-5, "timestamp must not be before 1970 (negative epoch seconds)"),
+            (-0.5, "timestamp must not be before 1970 (negative epoch seconds)"),
+            ("1969-12-31T23:59:59Z", "timestamp must not be before 1970"),
+            (4_102_444_800, "timestamp must be before the year 2100"),
+            (1_714_564_800_000, "epoch seconds, not milliseconds"),
+            ("5138-01-01T00:00:00Z", "timestamp must be before the year 2100"),
+        ],
+    )
+    @pytest.mark.parametrize("op", ["track", "backfill", "pageview", "track_anonymous"])
+    def test_implausible_timestamps_are_invalid(self, op: str, stamp: Any, message: str) -> None:
+        """A negative timestamp or one from 2100 on is an invalid line naming the field."""
+        who = "anonymous_id" if op == "track_anonymous" else "id"
+        name = "page" if op == "pageview" else "name"
+        obj = {"op": op, who: "1", name: "x", "timestamp": stamp}
+        with pytest.raises(InvalidLineError) as info:
+            parse_line(json.dumps(obj).encode(), 1)
+        assert str(info.value).startswith("timestamp must")
+        assert message in str(info.value)
+
+    @pytest.mark.parametrize("stamp", [0, 4_102_444_799, "2099-12-31T23:59:59Z"])
+    def test_timestamps_up_to_2100_are_accepted(self, stamp: Any) -> None:
+        """The bounds are inclusive of 1970 and the last second of 2099."""
+        line = parse_line(
+            json.dumps({"op": "track", "id": "1", "name": "x", "timestamp": stamp}).encode(), 1
+        )
+        assert line is not None
+        assert line.fields["timestamp"] in (0, 4_102_444_799)
+
     def test_unknown_fields_are_named_but_values_are_never_quoted(self) -> None:
         """A typo'd field is reported by name; the payload's values do not appear."""
         with pytest.raises(InvalidLineError) as info:
@@ -93,6 +124,41 @@ class TestFormat:
         assert "dta" in str(info.value)
         assert "secret-person" not in str(info.value)
         assert "123" not in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("keys", "message"),
+        [
+            (["canary@example.com"], "identify: 1 unknown field (names not shown)"),
+            (
+                ["dta", "+44 7700 900123"],
+                "identify: unknown field(s): dta and 1 more (names not shown)",
+            ),
+            (["x" * 42], "identify: 1 unknown field (names not shown)"),
+            (["user.plan_2", "a-b"], "identify: unknown field(s): a-b, user.plan_2"),
+        ],
+    )
+    def test_only_identifier_like_field_names_are_shown(
+        self, keys: list[str], message: str
+    ) -> None:
+        """A field name that is not a short identifier (an email, say) is counted, not shown."""
+        obj: dict[str, Any] = {"op": "identify", "id": "1", **dict.fromkeys(keys, 1)}
+        with pytest.raises(InvalidLineError) as info:
+            parse_line(json.dumps(obj).encode(), 1)
+        assert str(info.value) == message
+
+    def test_unsafe_op_and_attribute_names_are_not_shown(self) -> None:
+        """An unknown op or an oversized attribute named like personal data is not echoed."""
+        with pytest.raises(InvalidLineError) as info:
+            parse_line(b'{"op":"canary@example.com","id":"1"}', 1)
+        assert str(info.value).startswith("unknown op (not shown: not an identifier); known: ")
+        big = json.dumps(
+            {"op": "identify", "id": "1", "attributes": {"canary@example.com": "v" * 1001}}
+        )
+        with pytest.raises(InvalidLineError) as info:
+            parse_line(big.encode(), 1)
+        assert str(info.value) == (
+            "attributes: the value of an attribute is larger than the 1000-byte limit"
+        )
 
     def test_v2_forms_of_batchable_operations(self) -> None:
         """Lines with a v2 form become person operations carrying their ULID."""
@@ -252,6 +318,135 @@ class TestCommandLine:
         assert code == cli.EXIT_USAGE
         assert "no such file: /nonexistent/x.jsonl" in capsys.readouterr().err
 
+    @pytest.mark.parametrize(
+        ("option", "value", "message"),
+        [
+            ("--timeout", "-1", "must be above 0 seconds, got '-1'"),
+            ("--timeout", "0", "must be above 0 seconds, got '0'"),
+            ("--timeout", "abc", "expected a number of seconds, got 'abc'"),
+            ("--timeout", "nan", "expected a finite number of seconds, got 'nan'"),
+            ("--timeout", "inf", "expected a finite number of seconds, got 'inf'"),
+            ("--drain-timeout", "-1", "must be 0 seconds or more, got '-1'"),
+            ("--drain-timeout", "nan", "expected a finite number of seconds, got 'nan'"),
+            ("--concurrency", "0", "must be at least 1, got 0"),
+            ("--concurrency", "nan", "expected a whole number, got 'nan'"),
+            ("--concurrency", "5000", "must be at most 1000, got 5000"),
+            ("--batch", "-1", "must be at least 1, got -1"),
+            ("--batch", "1.5", "expected a whole number, got '1.5'"),
+            ("--batch", "1001", "a v2 batch holds at most 1000 operations, got 1001"),
+            ("--port", "0", "must be at least 1, got 0"),
+            ("--port", "70000", "a port is at most 65535, got 70000"),
+        ],
+    )
+    def test_bad_numeric_options_are_usage_errors(
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        option: str,
+        value: str,
+        message: str,
+    ) -> None:
+        """A numeric option out of range exits 2 naming the option, before anything is sent."""
+        path = write_lines(tmp_path / "in.jsonl", [{"op": "identify", "id": "1"}])
+        argv = ["send", str(path), "--site-id", "s", "--api-key", "k", f"{option}={value}"]
+        with pytest.raises(SystemExit) as info:
+            cli.main(argv)
+        assert info.value.code == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert f"error: argument {option}: {message}" in err
+        assert not (tmp_path / "in.jsonl.journal").exists()
+
+    def test_config_problem_names_the_file_line_and_column(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`send --config bad.yaml` exits 2 pointing at the bad value in bad.yaml."""
+        path = write_lines(tmp_path / "in.jsonl", [{"op": "identify", "id": "1"}])
+        config = tmp_path / "bad.yaml"
+        config.write_text("pipelines:\n  customerio.identify:\n    - retry: {attempts: eight}\n")
+        argv = ["send", str(path), "--site-id", "s", "--api-key", "k", "--config", str(config)]
+        assert cli.main(argv) == cli.EXIT_USAGE
+        assert capsys.readouterr().err.splitlines() == [
+            "resilio-customerio: configuration error:",
+            f"  {config}:3:25: pipelines.customerio.identify[0].retry.attempts: "
+            "expected an integer, found 'eight'",
+        ]
+
+    def test_host_without_api_url_refuses_a_file_with_sends(
+        self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--host alone with a send_* line exits 2 naming --api-url; nothing is sent."""
+        path = write_lines(
+            tmp_path / "in.jsonl",
+            [
+                {"op": "identify", "id": "1"},
+                {"op": "send_email", "message": {"transactional_message_id": 1}},
+            ],
+        )
+        argv = ["send", str(path), "--site-id", "s", "--api-key", "k", "--app-key", "a"]
+        argv += ["--host", sim.host, "--port", str(sim.port), "--no-progress"]
+        assert cli.main(argv) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert f"--host points the Track API at {sim.host}, but line 2 is an App API send" in err
+        assert "no --api-url" in err
+        assert sim.requests == []
+        assert not (tmp_path / "in.jsonl.journal").exists()
+
+    def test_api_url_without_host_refuses_a_file_with_track_lines(
+        self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--api-url alone with a Track line exits 2 naming --host."""
+        path = write_lines(tmp_path / "in.jsonl", ["", {"op": "identify", "id": "1"}])
+        argv = ["send", str(path), "--site-id", "s", "--api-key", "k"]
+        argv += ["--api-url", sim.api_url, "--no-progress"]
+        assert cli.main(argv) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert "but line 2 is a Track API operation and there is no --host" in err
+        assert sim.requests == []
+
+    def test_host_alone_is_fine_for_track_only_files(
+        self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Without App API lines, --host alone sends as before."""
+        path = write_lines(tmp_path / "in.jsonl", [{"op": "identify", "id": "1"}])
+        argv = ["send", str(path), "--site-id", sim.site_id, "--api-key", sim.api_key]
+        argv += ["--host", sim.host, "--port", str(sim.port), "--no-progress"]
+        argv += ["--drain-timeout", "0"]
+        assert cli.main(argv) == cli.EXIT_OK
+        assert sim.customer("1") == {}
+
+    def test_the_simulators_banner_command_sends_both_apis_to_it(
+        self,
+        tmp_path: Path,
+        sim: Simulator,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The send command `simulate` prints, run as printed, delivers Track and App lines."""
+        import shlex
+
+        from resilio_customerio.testing._cli import send_command
+
+        exports, *command = send_command(sim)
+        for assignment in shlex.split(exports)[1:]:
+            name, _, value = assignment.partition("=")
+            monkeypatch.setenv(name, value)
+        words = shlex.split(" ".join(line.rstrip("\\") for line in command))
+        path = write_lines(
+            tmp_path / "in.jsonl",
+            [
+                {"op": "identify", "id": "1", "attributes": {"plan": "pro"}},
+                {
+                    "op": "send_email",
+                    "message": {"transactional_message_id": 1, "identifiers": {"id": "1"}},
+                },
+            ],
+        )
+        assert words[:3] == ["resilio-customerio", "send", "FILE.jsonl"]
+        argv = ["send", str(path), *words[3:], "--no-progress", "--drain-timeout", "0"]
+        assert cli.main(argv) == cli.EXIT_OK, capsys.readouterr()
+        assert sim.customer("1") == {"plan": "pro"}
+        assert len(sim.deliveries()) == 1
+
     def test_secrets_are_masked(self) -> None:
         """Only the last four characters of a long secret are ever shown."""
         assert cli.mask("abcdefghijklmnop") == "****mnop"
@@ -275,6 +470,25 @@ class TestSendCommand:
         assert cli.main(argv) == cli.EXIT_INCOMPLETE
         assert "Resuming in.jsonl" in capsys.readouterr().out
         assert sim.stats()["requests"] == 5
+
+    def test_a_canary_field_name_never_reaches_the_report_or_the_journal(
+        self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """An email used as a key is reported as an unnamed unknown field, everywhere."""
+        canary = "canary-7f3a@example.com"
+        path = write_lines(
+            tmp_path / "in.jsonl",
+            [{"op": "identify", "id": "1"}, {"op": "identify", "id": "2", canary: "x"}],
+        )
+        argv = ["send", str(path), "--site-id", sim.site_id, "--api-key", sim.api_key]
+        argv += ["--host", sim.host, "--port", str(sim.port), "--no-progress"]
+        assert cli.main(argv) == cli.EXIT_INCOMPLETE
+        out, err = capsys.readouterr()
+        assert "line 2: identify: 1 unknown field (names not shown)" in out
+        assert canary not in out + err
+        stored = b"".join(p.read_bytes() for p in tmp_path.glob("in.jsonl.journal*"))
+        assert b"1 unknown field (names not shown)" in stored
+        assert canary.encode() not in stored
 
     def test_lines_queued_in_the_outbox_are_delivered_and_reported_sent(
         self, tmp_path: Path, sim: Simulator, capsys: pytest.CaptureFixture[str]
@@ -343,12 +557,28 @@ class TestSendCommand:
     def test_outbox_drain_without_credentials_names_them(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """`outbox drain` without a site id and key exits non-zero naming what is missing."""
+        """`outbox drain` without a site id and key is a usage error (2) of this command."""
         for name in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY"):
             monkeypatch.delenv(name, raising=False)
         code = cli.main(["outbox", "drain", "--sqlite", str(tmp_path / "o.sqlite3")])
-        assert code != 0
-        assert "missing Customer.io credentials" in capsys.readouterr().err
+        assert code == cli.EXIT_USAGE
+        assert capsys.readouterr().err == (
+            "resilio-customerio: error: missing Customer.io credentials: "
+            "--site-id (or CUSTOMERIO_SITE_ID), --api-key (or CUSTOMERIO_API_KEY)\n"
+        )
+
+    def test_outbox_drain_with_a_bad_config_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`outbox drain --config bad.yaml` exits 2 with the file's location of the problem."""
+        config = tmp_path / "bad.yaml"
+        config.write_text("pipelines:\n  customerio.track:\n    - retry: {attempts: 0}\n")
+        argv = ["outbox", "drain", "--sqlite", str(tmp_path / "o.sqlite3"), "--config"]
+        argv += [str(config), "--site-id", "s", "--api-key", "k"]
+        assert cli.main(argv) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.startswith("resilio-customerio: configuration error:\n")
+        assert f"{config}:3:25: pipelines.customerio.track[0].retry.attempts" in err
 
     def test_outbox_stats_reads_the_outbox_of_a_config(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

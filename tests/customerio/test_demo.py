@@ -6,8 +6,13 @@ import io
 import json
 from pathlib import Path
 
+import customerio
+import pytest
+
 from resilio_customerio import cli
-from resilio_customerio._demo import BadDay, write_events
+from resilio_customerio._demo import BadDay, reconcile, write_events
+from resilio_customerio.testing import Simulator
+from resilio_customerio.ulid import new_ulid
 
 
 def test_quick_demo_reconciles_every_event_exactly_once(tmp_path: Path) -> None:
@@ -96,3 +101,51 @@ def test_open_breaker_sends_a_demo_call_to_the_outbox_at_once(tmp_path: Path) ->
     assert clock.sleeps[before:] == []
     assert outbox.stats().depth == 7
     outbox.close()
+
+
+def _track(sim: Simulator, customer: str, seq: int) -> None:
+    client = customerio.CustomerIO(**sim.client_kwargs(), retries=0)
+    client.track(customer, "e", data={"seq": seq}, id=new_ulid())
+
+
+def test_reconcile_names_missing_and_doubled_events(cio_simulator: Simulator) -> None:
+    """A record with seq 2 missing, seq 1 twice and a customer never identified is not ok."""
+    customerio.CustomerIO(**cio_simulator.client_kwargs(), retries=0).identify("c0", plan="pro")
+    for seq in (0, 1, 1, 3):
+        _track(cio_simulator, "c0", seq)
+    result = reconcile(cio_simulator, events=4, customers=2)
+    assert (result.once, result.missing, result.repeated) == (2, [2], [1])
+    assert result.customers_missing == 1
+    assert result.ok is False
+
+
+def test_reconcile_of_a_clean_record_is_ok(cio_simulator: Simulator) -> None:
+    """Every seq once and every customer identified: ok (the check above can pass)."""
+    customerio.CustomerIO(**cio_simulator.client_kwargs(), retries=0).identify("c0")
+    for seq in range(3):
+        _track(cio_simulator, "c0", seq)
+    result = reconcile(cio_simulator, events=3, customers=1)
+    assert (result.once, result.missing, result.repeated, result.ok) == (3, [], [], True)
+
+
+@pytest.mark.slow
+def test_demo_exits_1_when_an_event_is_doubled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo fails (exit 1, FAILED) when the simulator holds an event twice."""
+    from resilio_customerio import _demo
+
+    real = _demo.reconcile
+
+    def doctored(sim: Simulator, events: int, customers: int) -> _demo.Reconciliation:
+        _track(sim, "c0", 0)  # a second event with seq 0, under a new ULID
+        return real(sim, events, customers)
+
+    monkeypatch.setattr(_demo, "reconcile", doctored)
+    out = io.StringIO()
+    code = _demo.run_demo(events=100, concurrency=8, quick=True, live=False, stream=out)
+    text = out.getvalue()
+    assert code == 1, text
+    assert "FAILED: the simulator's records do not match what was sent." in text
+    assert "first repeated seq: [0]" in text
+    assert "recorded more than once            1" in text

@@ -17,6 +17,7 @@ from resilio_customerio.testing import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 LINES = 160
+CONCURRENCY = 4
 
 
 def _command(sim: Simulator, path: Path, extra: list[str]) -> list[str]:
@@ -31,7 +32,7 @@ def _command(sim: Simulator, path: Path, extra: list[str]) -> list[str]:
         "--port",
         str(sim.port),
         "--concurrency",
-        "4",
+        str(CONCURRENCY),
         "--no-progress",
         "--drain-timeout",
         "0",
@@ -91,6 +92,10 @@ def test_kill_9_mid_run_then_rerun_delivers_every_event_exactly_once(
             check=False,
         )
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        # Only work in flight at the kill may be sent again: at most concurrency x batch events
+        # (a rerun that resent every line would bring about `first_run` duplicates).
+        in_flight = CONCURRENCY * (int(extra[1]) if extra else 1)
+        assert sim.stats()["duplicates"] <= in_flight < first_run
         seqs = Counter(event["data"]["seq"] for event in sim.events("p"))
         assert sorted(seqs) == list(range(LINES))
         assert set(seqs.values()) == {1}
