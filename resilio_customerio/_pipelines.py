@@ -82,7 +82,7 @@ class _MergedProblems(Problems):
         self._user = user.problems
         self._user_data: Mapping[str, Any] = user.data
         self._defaults = defaults.problems
-        self.lines = list(self._user.lines)
+        self.extend(self._user)
 
     def mark(self, path: KeyPath, location: Location) -> None:
         self._user.mark(path, location)

@@ -40,7 +40,7 @@ class Problems:
     def __init__(self, source: str) -> None:
         self.source = source
         self.lines: list[str] = []
-        self._places: list[tuple[int, int]] = []  # (line, column) of each line; (0, 0): none
+        self._places: dict[str, tuple[int, int]] = {}  # each line's (line, column); none: (0, 0)
         self._values: dict[KeyPath, Location] = {}
         self._keys: dict[KeyPath, Location] = {}
         self._reported: set[KeyPath] = set()
@@ -99,7 +99,14 @@ class Problems:
         line = f"{prefix}: {format_path(path)}: {message}"
         if line not in self.lines:  # a default merged into many pipelines is reported once
             self.lines.append(line)
-            self._places.append((0, 0) if where is None else (where.line, where.column))
+            self._places[line] = (0, 0) if where is None else (where.line, where.column)
+
+    def extend(self, other: Problems) -> None:
+        """Add every problem ``other`` recorded (its lines, with their positions)."""
+        for line in other.lines:
+            if line not in self.lines:
+                self.lines.append(line)
+                self._places[line] = other._places.get(line, (0, 0))
 
     def __bool__(self) -> bool:
         return bool(self.lines)
@@ -110,7 +117,8 @@ class Problems:
         Problems without a position (about the whole file) come first; the others follow by
         line and column, whatever order the checks found them in.
         """
-        order = sorted(range(len(self.lines)), key=lambda i: (self._places[i], i))
+        places = self._places
+        order = sorted(range(len(self.lines)), key=lambda i: (places.get(self.lines[i], (0, 0)), i))
         lines = [self.lines[i] for i in order]
         count = len(lines)
         head = f"{count} problem{'s' if count != 1 else ''} in {self.source}:"
