@@ -44,7 +44,7 @@ class Outbox:
         store: A backend (:class:`~resilio.outbox.sqlite.SQLiteBackend`,
             :class:`~resilio.outbox.redis.RedisBackend`), or a path to a SQLite file.
             Default: the SQLite file ``resilio-outbox.sqlite3`` **in the current working
-            directory**, created (with the table) if missing; its path is logged at debug level
+            directory**, created (with the table) on first use; its path is logged at debug level
             (``resilio.outbox.opened``). Give a path in production, so the outbox does not
             depend on where the process was started.
         name: The outbox's name in metrics and logs. Its depth (pending + leased items) is

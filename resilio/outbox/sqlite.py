@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from resilio.outbox._model import ItemState, NewItem, OutboxItem, OutboxStats
+from resilio.stores._paths import check_creatable
 from resilio.telemetry._log import log
 
 __all__ = ["DEFAULT_PATH", "SQLiteBackend"]
@@ -113,14 +114,16 @@ class SQLiteBackend:
         synchronous: SQLite's ``synchronous`` pragma. ``"normal"`` (default) survives crashes of
             the process; ``"full"`` also survives power loss, at the cost of an fsync per commit.
         busy_timeout: Seconds to wait for another writer's lock before failing.
-        create: Create the file (and its directory) if missing (default). With ``False`` the
-            file must already be an outbox: it is checked read-only first and never created
-            (what the ``resilio outbox`` commands use). Either way an outbox written by an
-            older version gets the idempotency-key index.
+        create: Create the file (and its directory) if missing, on first use (default); the
+            constructor itself touches nothing on disk, so validating a configuration has no
+            side effects. With ``False`` the file must already be an outbox: it is checked
+            read-only first and never created (what the ``resilio outbox`` commands use).
+            Either way an outbox written by an older version gets the idempotency-key index.
 
     Raises:
-        ValueError: If ``synchronous`` is not one of off, normal, full, extra, or, with
-            ``create=False``, the file is not an outbox.
+        ValueError: If ``synchronous`` is not one of off, normal, full, extra; if the path is
+            a directory or cannot be created (under a file, or in a directory that is not
+            writable); or, with ``create=False``, if the file is not an outbox.
         FileNotFoundError: With ``create=False``, if the file does not exist.
     """
 
@@ -143,13 +146,18 @@ class SQLiteBackend:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._uri: str | None = None
+        self._unique_keys = True
+        self._ready = False  # the file, schema and index are made on first use
         if create:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            check_creatable(self.path)
         else:
             self._uri = _check_outbox(self.path) + "?mode=rw"
-        conn = self._conn()
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        """Make the schema and the live-key index (first connection only)."""
         conn.executescript(_SCHEMA)
         self._unique_keys = self._index_live_keys(conn)
+        self._ready = True
 
     def _index_live_keys(self, conn: sqlite3.Connection) -> bool:
         """Build the unique live-key index; ``False`` if live duplicates (old files) block it."""
@@ -167,6 +175,8 @@ class SQLiteBackend:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            if not self._ready and self._uri is None:
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             if self._uri is not None:
                 conn = sqlite3.connect(
                     self._uri, uri=True, isolation_level=None, check_same_thread=False
@@ -176,9 +186,11 @@ class SQLiteBackend:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            self._local.conn = conn
             with self._lock:
+                if not self._ready:
+                    self._setup(conn)
                 self._all.append(conn)
+            self._local.conn = conn
         return conn
 
     @contextmanager

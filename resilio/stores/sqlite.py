@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from resilio._clock import SYSTEM_CLOCK
+from resilio.stores._paths import check_creatable
 from resilio.stores._protocols import (
     WINDOW_BUCKETS,
     Completed,
@@ -71,6 +72,13 @@ class SQLiteStore:
         clock: The store's clock; its wall time (``clock.time()``) is used. Default: the system
             clock.
         busy_timeout: Seconds to wait for another writer before failing.
+
+    Constructing one touches nothing on disk (so validating a configuration has no side
+    effects): the file, its missing directories and its tables are made on first use.
+
+    Raises:
+        ValueError: If the path is a directory, or cannot be created (under a file, or in a
+            directory that is not writable).
     """
 
     def __init__(
@@ -86,19 +94,24 @@ class SQLiteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self._conn().executescript(_SCHEMA)
+        self._ready = False  # the file and its schema are made on first use
+        check_creatable(self.path)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            if not self._ready:
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            self._local.conn = conn
             with self._lock:
+                if not self._ready:
+                    conn.executescript(_SCHEMA)
+                    self._ready = True
                 self._all.append(conn)
+            self._local.conn = conn
         return conn
 
     @contextmanager

@@ -57,6 +57,47 @@ class TestCheck:
         )
         assert "Traceback" not in "\n".join(err)
 
+    def test_check_creates_no_file_or_directory(
+        self, write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Validating a file whose stores and outbox name SQLite files leaves the disk alone."""
+        state = tmp_path / "missing" / "state.sqlite3"
+        outbox = tmp_path / "also-missing" / "outbox.sqlite3"
+        path = write(
+            f"""
+            stores:
+              state: {{kind: sqlite, path: {state}}}
+            outbox: {{kind: sqlite, path: {outbox}}}
+            pipelines:
+              p:
+                - fallback: {{enqueue: outbox}}
+                - circuit_breaker: {{store: state}}
+            """
+        )
+        before = sorted(tmp_path.iterdir())
+        assert main(["check", str(path)]) == 0
+        assert sorted(tmp_path.iterdir()) == before
+        assert "OK, 1 pipeline(s)" in capsys.readouterr().out
+
+    def test_a_sqlite_path_under_a_file_is_a_problem(
+        self, write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A store path that can never be created is reported by check, creating nothing."""
+        blocker = tmp_path / "notes.txt"
+        blocker.write_text("a file, not a directory")
+        path = write(
+            f"""
+            stores:
+              state: {{kind: sqlite, path: {blocker}/sub/state.sqlite3}}
+            pipelines:
+              p: [{{circuit_breaker: {{store: state}}}}]
+            """
+        )
+        assert main(["check", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert f"stores.state: cannot create the sqlite store: cannot create '{blocker}/sub" in err
+        assert f"{str(blocker)!r} is a file, not a directory" in err
+
     def test_broken_plugin_is_reported_without_a_traceback(
         self, write: Write, capsys: pytest.CaptureFixture[str]
     ) -> None:

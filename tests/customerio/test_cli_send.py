@@ -527,7 +527,9 @@ class TestSendCommand:
         from resilio.outbox import Outbox
 
         store = tmp_path / "o.sqlite3"
-        Outbox.sqlite(store).close()
+        made = Outbox.sqlite(store)
+        made.stats()  # first use makes the file
+        made.close()
         assert cli.main(["outbox", "stats", "--sqlite", str(store)]) == 0
         assert "pending           0" in capsys.readouterr().out
 

@@ -51,6 +51,7 @@ def test_outbox_in_a_sqlite_store(tmp_path: Path) -> None:
     assert registry.pipeline("p").policies[0].options.enqueue is outbox
     outbox.enqueue(operation="send", payload={"n": 1}, idempotency_key="k1")
     outbox.close()
+    registry.store("state").load("b")  # the store makes its tables on first use
     again = Outbox.sqlite(db, create=False)
     assert [i.idempotency_key for i in again.items("pending")] == ["k1"]
     again.close()

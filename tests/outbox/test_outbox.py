@@ -265,11 +265,14 @@ def test_sqlite_file_without_the_key_index_gets_it(
 ) -> None:
     """An outbox file from before the unique key index gets it when opened, even without create."""
     path = tmp_path / "old.sqlite3"
-    Outbox.sqlite(path, clock=clock).close()
+    first = Outbox.sqlite(path, clock=clock)
+    first.stats()  # first use makes the file
+    first.close()
     conn = sqlite3.connect(path)
     conn.execute("DROP INDEX outbox_live_key")
     conn.close()
     box = Outbox.sqlite(path, clock=clock, create=create)
+    box.stats()
     assert "outbox_live_key" in _index_names(path)
     box.enqueue(operation="op", payload=1, idempotency_key="k")
     assert box.enqueue(operation="op", payload=1, idempotency_key="k").duplicate is True
@@ -296,9 +299,9 @@ def test_sqlite_file_with_live_duplicates_still_opens(
     box.close()
     _copy_live_items(path)
     reopened = Outbox.sqlite(path, clock=clock)
+    assert reopened.stats().pending == 2
     assert logged == [("warning", "resilio.outbox.live_key_duplicates")]
     assert {"outbox_live_key_plain"} <= _index_names(path) - {"outbox_live_key"}
-    assert reopened.stats().pending == 2
     receipts = reopened.enqueue_many(
         {"operation": "op", "payload": 2, "idempotency_key": key} for key in ("k", "n", "n")
     )
@@ -308,7 +311,9 @@ def test_sqlite_file_with_live_duplicates_still_opens(
     for item in reopened.backend.lease(10, clock.time(), 30):
         reopened.backend.complete(item, clock.time())
     reopened.close()
-    Outbox.sqlite(path, clock=clock).close()
+    last = Outbox.sqlite(path, clock=clock)
+    last.stats()  # opening (first use) builds the unique index now that duplicates are gone
+    last.close()
     indexes = _index_names(path)
     assert "outbox_live_key" in indexes
     assert "outbox_live_key_plain" not in indexes
@@ -661,3 +666,14 @@ def test_outbox_name_must_be_a_non_empty_string(
         makers[constructor]()
     assert not path.exists()
     assert name not in outbox_depths()
+
+
+def test_sqlite_outbox_touches_the_disk_on_first_use(tmp_path: Path) -> None:
+    """Outbox.sqlite(path) creates nothing until it is used; then directory, file and tables."""
+    path = tmp_path / "deep" / "outbox.sqlite3"
+    box = Outbox.sqlite(path)
+    assert not (tmp_path / "deep").exists()
+    box.enqueue(operation="op", payload=1, idempotency_key="k")
+    assert path.exists()
+    assert box.stats().pending == 1
+    box.close()

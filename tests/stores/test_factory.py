@@ -29,9 +29,11 @@ def test_memory_store_implements_every_protocol() -> None:
 
 
 def test_sqlite_store(tmp_path: Path) -> None:
-    """{kind: sqlite, path} makes a SQLite store on that file."""
+    """{kind: sqlite, path} makes a SQLite store on that file, created on first use."""
     store = make_store({"kind": "sqlite", "path": str(tmp_path / "s.db")})
     assert isinstance(store, SQLiteStore)
+    assert not (tmp_path / "s.db").exists()
+    store.load("b")
     assert (tmp_path / "s.db").exists()
 
 
@@ -78,3 +80,19 @@ def test_register_store_kinds_into_a_catalog(tmp_path: Path) -> None:
     store = registry.get("sqlite")(path=str(tmp_path / "c.db"))
     assert isinstance(store, SQLiteStore)
     assert isinstance(registry.get("redis")(url="redis://127.0.0.1:1/0"), RedisStore)
+
+
+def test_a_directory_is_not_a_sqlite_store(tmp_path: Path) -> None:
+    """A path naming a directory is refused at construction, before any use."""
+    with pytest.raises(ValueError, match="is a directory, not a SQLite file"):
+        SQLiteStore(tmp_path)
+
+
+def test_missing_directories_are_made_on_first_use(tmp_path: Path) -> None:
+    """Construction creates nothing; the first call makes the directories and the file."""
+    path = tmp_path / "a" / "b" / "state.sqlite3"
+    store = SQLiteStore(path)
+    assert not (tmp_path / "a").exists()
+    store.load("b")
+    assert path.exists()
+    store.close()
