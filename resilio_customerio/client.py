@@ -181,6 +181,8 @@ class ResilientCustomerIO:
         self.region: Region = resolve_region(
             region, site_id=site_id, api_key=api_key, host=host, port=port, timeout=timeout
         )
+        self._probe_target = {"site_id": site_id, "api_key": api_key, "host": host, "port": port}
+        self._probe_registered = False
         self._tap = ResponseTap()
         self.track_client = TrackClient(
             site_id,
@@ -642,6 +644,42 @@ class ResilientCustomerIO:
         op = "customerio.send_in_app"
         return self._run(op, _build.send(op, request))
 
+    # -- health -------------------------------------------------------------------------------
+
+    def probe(self, timeout: float = 2.0) -> bool:
+        """Check cheaply that the Track API answers and accepts these credentials.
+
+        Asks ``GET /api/v1/accounts/region`` once, with the Track credentials, no retries and
+        no redirects; nothing is sent about any customer.
+
+        Args:
+            timeout: Seconds to wait for the answer.
+
+        Returns:
+            ``True`` if the API answered with a known region.
+
+        Raises:
+            CustomerIOError: Why it did not (classified as usual: ``AuthenticationFailed`` for
+                wrong credentials, a connection error, a 5xx ...), never with a payload.
+        """
+        resolve_region("auto", timeout=check_timeout(timeout), **self._probe_target)
+        return True
+
+    def register_health_probe(self, timeout: float = 2.0) -> None:
+        """Make ``resilio.health(probe=True)`` (and the health endpoint) run :meth:`probe`.
+
+        The probe is registered for the ``customerio.track`` operation and removed by
+        :meth:`close`. A failing probe makes the report unhealthy, naming only the error type.
+
+        Args:
+            timeout: Seconds each probe may wait for the API.
+        """
+        from resilio.telemetry.health import register_probe
+
+        timeout = check_timeout(timeout)
+        register_probe("customerio.track", lambda: self.probe(timeout))
+        self._probe_registered = True
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -654,6 +692,10 @@ class ResilientCustomerIO:
         if self._closed.is_set():
             return
         self._closed.set()
+        if self._probe_registered:
+            from resilio.telemetry.health import unregister_probe
+
+            unregister_probe("customerio.track")
         if self._buffer is not None:
             self._buffer.close()
         self.track_client.close()

@@ -27,6 +27,21 @@ def _unconfigured_structlog() -> Iterator[None]:
     structlog.reset_defaults()
 
 
+@pytest.fixture(autouse=True)
+def _restore_telemetry_switches() -> Iterator[None]:
+    """Put resilio's process-wide telemetry switches back after each test.
+
+    ``resilio.health()`` starts health statistics for the whole process on first use; a test
+    that calls it must not change what later tests see.
+    """
+    from resilio.telemetry._settings import SWITCHES
+
+    before = {name: getattr(SWITCHES, name) for name in SWITCHES.__slots__}
+    yield
+    for name, value in before.items():
+        setattr(SWITCHES, name, value)
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     """A fresh fake clock starting at t=1000."""

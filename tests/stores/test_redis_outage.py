@@ -21,7 +21,6 @@ from resilio.errors import CircuitOpen
 from resilio.events import BreakerStoreDegraded, Event
 from resilio.policies.circuit_breaker import CircuitBreaker
 from resilio.stores.redis import RedisStore
-from resilio.telemetry._settings import SWITCHES
 from resilio.telemetry.health import health
 from resilio.testing import FakeClock
 
@@ -84,15 +83,6 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _restore_switches() -> Iterator[None]:
-    """health() starts process-wide health statistics: switch them back for later tests."""
-    before = {name: getattr(SWITCHES, name) for name in SWITCHES.__slots__}
-    yield
-    for name, value in before.items():
-        setattr(SWITCHES, name, value)
 
 
 def ok() -> str:

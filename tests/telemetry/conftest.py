@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,8 +10,6 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-from resilio.telemetry._settings import SWITCHES
 
 
 class Tracing:
@@ -68,11 +65,3 @@ def tracing() -> Tracing:
 def metrics() -> Metrics:
     """A fresh in-memory meter provider."""
     return Metrics()
-
-
-@pytest.fixture(autouse=True)
-def _restore_switches() -> Iterator[None]:
-    before = {name: getattr(SWITCHES, name) for name in SWITCHES.__slots__}
-    yield
-    for name, value in before.items():
-        setattr(SWITCHES, name, value)
