@@ -181,7 +181,7 @@ class ResilientCustomerIO:
         self.region: Region = resolve_region(
             region, site_id=site_id, api_key=api_key, host=host, port=port, timeout=timeout
         )
-        self._probe_target = {"site_id": site_id, "api_key": api_key, "host": host, "port": port}
+        self._probe_target = (site_id, api_key, host, port)
         self._probe_registered = False
         self._tap = ResponseTap()
         self.track_client = TrackClient(
@@ -662,7 +662,15 @@ class ResilientCustomerIO:
             CustomerIOError: Why it did not (classified as usual: ``AuthenticationFailed`` for
                 wrong credentials, a connection error, a 5xx ...), never with a payload.
         """
-        resolve_region("auto", timeout=check_timeout(timeout), **self._probe_target)
+        site_id, api_key, host, port = self._probe_target
+        resolve_region(
+            "auto",
+            site_id=site_id,
+            api_key=api_key,
+            host=host,
+            port=port,
+            timeout=check_timeout(timeout),
+        )
         return True
 
     def register_health_probe(self, timeout: float = 2.0) -> None:
