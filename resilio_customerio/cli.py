@@ -210,7 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a shorter bad day (for tests)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the fault script")
     demo.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
-    demo.add_argument("--svg", type=Path, help="also save the notes, two frames of the display and the summary as an SVG image")
+    demo.add_argument(
+        "--svg",
+        type=Path,
+        help="also save the notes, two frames of the display and the summary as an SVG image",
+    )
 
     sub.add_parser(
         "simulate",
