@@ -82,9 +82,12 @@ Classifier = Callable[[BaseException, "Context"], "Classification | None"]
 def default_classifier(error: BaseException, context: Context | None = None) -> Classification:
     """Classify an exception nobody else claimed.
 
-    Framework rejections are classified by what they mean: a timeout is TRANSIENT, a rate limit or
-    an open circuit is THROTTLED with its ``retry_after``. Any other :class:`Exception` is
-    TRANSIENT.
+    Framework rejections are classified by what they mean: a timeout is TRANSIENT (the service
+    was too slow); every other :class:`~resilio.errors.Rejected` (a rate limit, an open
+    circuit, a full bulkhead, a plugin policy's own refusal) is THROTTLED with its
+    ``retry_after``: a refusal by the pipeline says nothing about the service's health, so no
+    breaker counts it, and a retry waits at least ``retry_after`` (or gives up at once if that
+    is too long). Any other :class:`Exception` is TRANSIENT.
 
     Args:
         error: The exception to classify.
@@ -93,12 +96,12 @@ def default_classifier(error: BaseException, context: Context | None = None) -> 
     Returns:
         The classification.
     """
-    from resilio.errors import BulkheadFull, CircuitOpen, RateLimited, Rejected
+    from resilio.errors import Rejected, TimeoutExceeded
 
-    if isinstance(error, RateLimited | CircuitOpen | BulkheadFull):
+    if isinstance(error, Rejected):
+        if isinstance(error, TimeoutExceeded):
+            return Classification(kind=ErrorKind.TRANSIENT, reason="rejected")
         return Classification(
             kind=ErrorKind.THROTTLED, retry_after=error.retry_after, reason="rejected"
         )
-    if isinstance(error, Rejected):
-        return Classification(kind=ErrorKind.TRANSIENT, reason="rejected")
     return TRANSIENT

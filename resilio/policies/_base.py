@@ -82,7 +82,9 @@ class Env:
 class Layer:
     """One policy's place in one pipeline.
 
-    Subclasses override :meth:`run` and :meth:`run_async`. The base class simply passes through.
+    Subclasses override both :meth:`run` and :meth:`run_async` (defining a subclass that
+    overrides only one is a ``TypeError``: the other kind of pipeline would skip the policy).
+    The base class simply passes through.
 
     Attributes:
         inner: The next layer inward (the innermost calls the user's function).
@@ -91,6 +93,19 @@ class Layer:
     """
 
     __slots__ = ("env", "inner", "policy")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = [k for k in cls.__mro__ if k is not Layer and issubclass(k, Layer)]
+        sync = any("run" in vars(k) for k in own)
+        asynchronous = any("run_async" in vars(k) for k in own)
+        if sync != asynchronous:
+            done, missing = ("run", "run_async") if sync else ("run_async", "run")
+            raise TypeError(
+                f"{cls.__qualname__} overrides {done}() but not {missing}(): the other kind of "
+                f"pipeline would pass calls through without the policy; override both (a "
+                f"layer that does nothing there returns self.inner.{missing}(...))"
+            )
 
     def __init__(self, inner: Layer | None, env: Env, policy: Policy | None = None) -> None:
         self.inner: Layer = inner if inner is not None else self

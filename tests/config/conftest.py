@@ -105,6 +105,10 @@ class Counter(Policy):
                 policy.calls += 1
                 return self.inner.run(fn, args, kwargs, ctx)
 
+            async def run_async(self, fn: Any, args: Any, kwargs: Any, ctx: Any) -> Any:
+                policy.calls += 1
+                return await self.inner.run_async(fn, args, kwargs, ctx)
+
         return _Count(inner, env, self)
 
 

@@ -85,6 +85,39 @@ def test_quota_policy_rejects(acme: object, clock: FakeClock) -> None:
         registry.execute("acme.send_email", {"to": "a@example.com"})
 
 
+def test_quota_refusal_is_not_retried_or_counted(acme: object, clock: FakeClock) -> None:
+    """The quota's refusal (retry_after: until midnight) is THROTTLED: Retry gives up at once,
+    without sleeping, and the shared breaker does not count it, so reads go on."""
+    text = (HERE / "pipelines.yaml").read_text(encoding="utf-8")
+    registry = load_config(
+        text.replace("daily_limit: 1000", "daily_limit: 1"), clock=clock, telemetry=False
+    )
+    registry.execute("acme.send_email", {"to": "a@example.com"})
+    for _ in range(6):  # more refusals than the breaker's failure_threshold of 5
+        with pytest.raises(Rejected, match="quota") as info:
+            registry.execute("acme.send_email", {"to": "a@example.com"})
+    assert info.value.retry_after == pytest.approx(86400 - clock.time() % 86400)
+    assert clock.sleeps == []
+    assert len(acme.SENT) == 1  # type: ignore[attr-defined]
+    assert registry.execute("acme.get_status", {"id": "msg-1"}) == "delivered"
+
+
+async def test_quota_policy_rejects_async_calls_too(acme: object, clock: FakeClock) -> None:
+    """The policy guards execute_async as it guards execute (its layer has both paths)."""
+    text = (HERE / "pipelines.yaml").read_text(encoding="utf-8")
+    registry = load_config(
+        text.replace("daily_limit: 1000", "daily_limit: 1"), clock=clock, telemetry=False
+    )
+    pipeline = registry.pipeline("acme.write")
+
+    async def send() -> str:
+        return "sent"
+
+    assert await pipeline.execute_async(send, context=Context("acme.send_email")) == "sent"
+    with pytest.raises(Rejected, match="quota"):
+        await pipeline.execute_async(send, context=Context("acme.send_email"))
+
+
 def test_ambiguous_failure_of_an_idempotent_read_is_retried(acme: object, clock: FakeClock) -> None:
     """A 408 on acme.get_status (idempotent) is retried by acme.read's three attempts."""
     registry = load_config(HERE / "pipelines.yaml", clock=clock, telemetry=False)

@@ -128,6 +128,9 @@ class _PassKeyLayer(Layer):
     def run(self, fn: Any, args: Args, kwargs: Kwargs, ctx: Context) -> Any:
         return self.inner.run(fn, args, {**kwargs, "key": ctx.idempotency_key}, ctx)
 
+    async def run_async(self, fn: Any, args: Args, kwargs: Kwargs, ctx: Context) -> Any:
+        return await self.inner.run_async(fn, args, {**kwargs, "key": ctx.idempotency_key}, ctx)
+
 
 class Registry:
     def __init__(self, handler: Any) -> None:

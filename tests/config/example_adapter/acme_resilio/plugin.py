@@ -14,7 +14,9 @@ from attrs import field, frozen, validators
 
 import resilio
 from resilio.classify import Classification, ErrorKind
-from resilio.policies._base import Env, Layer, Policy
+from resilio.policies import Env, Failure, Layer, Policy
+
+_DAY = 86400.0
 
 SENT: list[dict[str, Any]] = []
 """What the fake client "sent" (the example has no network)."""
@@ -100,14 +102,27 @@ class QuotaGuard(Policy):
 class _QuotaLayer(Layer):
     __slots__ = ()
 
-    def run(self, fn: Any, args: Any, kwargs: Any, ctx: Any) -> Any:
+    def _admit(self) -> Failure | None:
+        """Count the call, or refuse it until the next UTC midnight once the quota is used."""
         guard: QuotaGuard = self.policy  # type: ignore[assignment]
         if guard.used >= guard.options.daily_limit:
-            from resilio._outcome import Failure
-
-            return Failure(resilio.Rejected("acme daily quota used", policy=guard.name))
+            until_midnight = _DAY - self.env.clock.time() % _DAY
+            refusal = resilio.Rejected(
+                "acme daily quota used", policy=guard.name, retry_after=until_midnight
+            )
+            return Failure(refusal)
         guard.used += 1
-        return self.inner.run(fn, args, kwargs, ctx)
+        return None
+
+    def run(self, fn: Any, args: Any, kwargs: Any, ctx: Any) -> Any:
+        refused = self._admit()
+        return refused if refused is not None else self.inner.run(fn, args, kwargs, ctx)
+
+    async def run_async(self, fn: Any, args: Any, kwargs: Any, ctx: Any) -> Any:
+        refused = self._admit()
+        if refused is not None:
+            return refused
+        return await self.inner.run_async(fn, args, kwargs, ctx)
 
 
 @resilio.hookimpl
