@@ -345,8 +345,16 @@ class Pipeline:
         """Decorate a function (``def`` or ``async def``) so every call runs through the pipeline.
 
         Raises:
-            TypeError: If ``fn`` is a generator or async generator function.
+            TypeError: If ``fn`` is a generator or async generator function, or a
+                ``classmethod``/``staticmethod`` object (put the pipeline's decorator below
+                ``@classmethod``, next to the function).
         """
+        if isinstance(fn, classmethod | staticmethod):
+            kind = type(fn).__name__
+            raise TypeError(
+                f"a pipeline decorates functions, not {kind} objects: write @{kind} above "
+                f"@pipeline, so the pipeline wraps the function itself"
+            )
         _refuse_generator(fn)
         run = self._run
         run_async = self._run_async

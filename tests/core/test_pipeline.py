@@ -398,6 +398,29 @@ class TestCallMisuse:
 
 
 class TestDecorator:
+    @pytest.mark.parametrize("wrapper", [classmethod, staticmethod])
+    def test_decorating_a_classmethod_object_is_refused(
+        self, clock: FakeClock, wrapper: Any
+    ) -> None:
+        """@pipeline above @classmethod fails at decoration, saying which order works."""
+        p = resilio.Pipeline([], clock=clock)
+        with pytest.raises(TypeError, match=rf"write @{wrapper.__name__} above @pipeline"):
+            p(wrapper(lambda *a: 1))
+
+    def test_a_classmethod_over_a_decorated_function_works(self, clock: FakeClock) -> None:
+        """@classmethod above @pipeline runs through the pipeline with the class bound."""
+        p = resilio.Pipeline([], clock=clock)
+
+        class Orders:
+            prefix = "o-"
+
+            @classmethod
+            @p
+            def make(cls, n: int) -> str:
+                return f"{cls.prefix}{n}"
+
+        assert Orders.make(3) == "o-3"
+
     def test_preserves_metadata(self, clock: FakeClock) -> None:
         """The decorated function keeps its name, qualname, docstring and wrapped function."""
 
