@@ -70,7 +70,8 @@ class FakeClock:
         wall_start: The initial wall-clock time in seconds since the epoch.
 
     Attributes:
-        sleeps: Every sleep requested (sync and async), in the order called, in seconds.
+        sleeps: Every sleep requested (sync and async), in the order called, in seconds; the
+            waits of :meth:`timer_async` (timeouts, bulkhead queue waits) are not sleeps.
     """
 
     def __init__(self, start: float = 0.0, wall_start: float = 1_700_000_000.0) -> None:
@@ -116,9 +117,24 @@ class FakeClock:
 
         Concurrent sleepers wake in wake-time order, each at its own time (rule above).
         """
+        await self._suspend(seconds, record=True)
+
+    async def timer_async(self, seconds: float) -> None:
+        """Suspend like :meth:`sleep_async`, without recording the wait in :attr:`sleeps`.
+
+        What resilio's own waits on this clock use: an async :class:`~resilio.Timeout`'s deadline
+        and a :class:`~resilio.Bulkhead`'s ``queue_timeout``. They share the sleepers' timeline,
+        so a call that sleeps past its timeout is cancelled at the timeout, and a call that waits
+        on something that never comes (an event, real I/O) is cancelled as soon as the loop has
+        nothing else to do (class rule 2), with time moved to its deadline.
+        """
+        await self._suspend(seconds, record=False)
+
+    async def _suspend(self, seconds: float, *, record: bool) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:
-            self.sleeps.append(seconds)
+            if record:
+                self.sleeps.append(seconds)
             if seconds <= 0:
                 sleepers = None
             else:
