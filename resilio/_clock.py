@@ -27,9 +27,10 @@ class Clock(Protocol):
 
     Waits that end at a time of the clock (an async timeout's deadline, a bulkhead's
     ``queue_timeout``) follow any clock that is not the system clock: an async one suspends on
-    the clock's ``timer_async(seconds)`` if it has one (:class:`resilio.testing.FakeClock` does,
-    to keep these waits out of its ``sleeps``), else on ``sleep_async``; a thread waiting for an
-    event checks ``monotonic()`` between short real waits.
+    the clock's ``timer_async(seconds)`` if it has one (:class:`resilio.testing.FakeClock` does:
+    a timer there never moves time itself and is not recorded in ``sleeps``), else on
+    ``sleep_async``; a thread waiting for an event checks ``monotonic()`` between short real
+    waits.
     """
 
     def monotonic(self) -> float:

@@ -36,8 +36,9 @@ import os
 import queue
 import threading
 import time
+import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from attrs import field, frozen, validators
@@ -321,12 +322,12 @@ class _TimeoutLayer(Layer):
         if task is None:  # pragma: no cover - a coroutine driven outside any asyncio task
             ctx.deadline = deadline
             return await self._run_scoped(fn, args, kwargs, ctx, deadline - now, previous)
-        entry: list[Any] = [task, deadline]
-        timer = call_later(self._timer_sleep, deadline - now, _fire, entry)
+        # [task, deadline, timer]: the timer starts only if the call suspends (_until_done).
+        entry: list[Any] = [task, deadline, None]
         cancelling = task.cancelling()
         ctx.deadline = deadline
         try:
-            result = await self._inner_run_async(fn, args, kwargs, ctx)
+            result = await _until_done(self._inner_run_async(fn, args, kwargs, ctx), self, entry)
         except asyncio.CancelledError:
             if entry[0] is _FIRED and task.uncancel() <= cancelling:
                 return self._expired(ctx, started=True)
@@ -335,7 +336,8 @@ class _TimeoutLayer(Layer):
             ctx.deadline = previous
             if entry[0] is not _FIRED:
                 entry[0] = None
-                timer.cancel()
+                if entry[2] is not None:
+                    entry[2].cancel()
         if entry[0] is _FIRED:  # the call swallowed our cancellation and returned
             task.uncancel()
         return result
@@ -445,6 +447,39 @@ class _ClockedThreadTimeoutLayer(_ThreadTimeoutLayer):
     __slots__ = ()
 
     run_async = _TimeoutLayer._run_async_clocked
+
+
+@types.coroutine
+def _until_done(
+    coro: Coroutine[Any, Any, Any], layer: _TimeoutLayer, entry: list[Any]
+) -> Generator[Any, Any, Any]:
+    """Await ``coro``, starting ``entry``'s clock timer when ``coro`` first suspends.
+
+    A call that finishes without suspending (a first-try success that awaits nothing pending)
+    so makes no timer at all. Otherwise this passes what ``coro`` yields to the task and what
+    the task sends or throws back to ``coro``, as ``await coro`` would.
+    """
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    entry[2] = call_later(layer._timer_sleep, entry[1] - layer._monotonic(), _fire, entry)
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 def _fire(entry: list[Any]) -> None:

@@ -163,9 +163,18 @@ class TestRelease:
 
         holder = asyncio.create_task(p.execute_async(hold))
         await asyncio.sleep(0)
+        waiter = asyncio.create_task(p.execute_async(hold))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert bulkhead.queued == 1
+        clock.advance(4)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not waiter.done()  # 4 of 5 s: still queued
+        clock.advance(1)
         with pytest.raises(BulkheadFull, match="queue wait ran out"):
-            await p.execute_async(hold)
-        assert clock.monotonic() == 1005.0  # the queue wait ended on the clock, at +5 s
+            await waiter
+        assert clock.monotonic() == 1005.0
         assert clock.sleeps == []
         assert bulkhead.queued == 0
         assert [e.reason for e in rec.of(CallRejected)] == ["bulkhead_full"]

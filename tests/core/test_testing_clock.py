@@ -184,8 +184,8 @@ class ReadCountingClock(FakeClock):
 
 
 class TestTimers:
-    async def test_timer_shares_the_timeline_but_is_not_a_sleep(self) -> None:
-        """timer_async wakes in order with sleepers, and only sleeps are recorded."""
+    async def test_timer_wakes_in_order_but_never_moves_time(self) -> None:
+        """A timer wakes when a sleeper or advance() brings time to it; it never moves time."""
         clock = FakeClock()
         woke: list[tuple[str, float]] = []
 
@@ -193,9 +193,32 @@ class TestTimers:
             await clock.timer_async(seconds)
             woke.append(("timer", clock.monotonic()))
 
-        await asyncio.gather(timer(2), sleeper(clock, 1, woke, "sleep"), timer(3))
-        assert woke == [("sleep", 1.0), ("timer", 2.0), ("timer", 3.0)]
-        assert clock.sleeps == [1]
+        task = asyncio.ensure_future(
+            asyncio.gather(timer(2), sleeper(clock, 3, woke, "sleep"), timer(4))
+        )
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert woke == [("timer", 2.0), ("sleep", 3.0)]  # the sleep took time past the timer
+        assert clock.monotonic() == 3.0  # only a timer is left: time stands still
+        clock.advance(5)
+        await task
+        assert woke == [("timer", 2.0), ("sleep", 3.0), ("timer", 8.0)]
+        assert clock.sleeps == [3]
+
+    def test_advance_from_another_thread_wakes_a_timer(self) -> None:
+        """advance() called in another thread wakes a loop's due timer."""
+        clock = FakeClock()
+
+        async def main() -> float:
+            thread = threading.Thread(target=clock.advance, args=(7,))
+            waiting = asyncio.ensure_future(clock.timer_async(5))
+            await asyncio.sleep(0)
+            thread.start()
+            await waiting
+            thread.join()
+            return clock.monotonic()
+
+        assert asyncio.run(main()) == 7.0
 
     def test_waits_of_a_clock_use_its_timer(self) -> None:
         """Resilio's own async waits use timer_async where a clock has one, else sleep_async."""

@@ -7,7 +7,7 @@ import contextlib
 import contextvars
 import datetime
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +26,28 @@ def pipe(
 ) -> tuple[resilio.Pipeline, EventRecorder]:
     rec = EventRecorder()
     return resilio.Pipeline(list(policies), name="p", clock=clock, listeners=[rec]), rec
+
+
+async def settle() -> None:
+    """Let every ready task (and the fake clock's checks) run."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def time_out(
+    clock: FakeClock, call: Coroutine[Any, Any, Any], seconds: float
+) -> resilio.TimeoutExceeded:
+    """Start ``call``; check it still waits at half of ``seconds``; move the clock to
+    ``seconds`` and return the TimeoutExceeded it raises."""
+    task = asyncio.ensure_future(call)
+    await settle()
+    clock.advance(seconds / 2)
+    await settle()
+    assert not task.done()
+    clock.advance(seconds / 2)
+    with pytest.raises(resilio.TimeoutExceeded) as info:
+        await task
+    return info.value
 
 
 class TestCooperative:
@@ -119,8 +141,10 @@ class TestCooperative:
 class TestAsync:
     """Async timeouts on a fake clock: the deadline is the clock's, nothing waits for real."""
 
-    async def test_hung_call_is_cancelled_at_the_virtual_deadline(self, clock: FakeClock) -> None:
-        """A hung awaitable is cancelled when the fake clock reaches the deadline."""
+    async def test_hung_call_is_cancelled_when_the_clock_reaches_the_deadline(
+        self, clock: FakeClock
+    ) -> None:
+        """A hung awaitable is cancelled when the fake clock reaches the deadline, not before."""
         p, rec = pipe(clock, resilio.Timeout(2))
         cancelled = []
 
@@ -131,12 +155,11 @@ class TestAsync:
                 cancelled.append(clock.monotonic())
                 raise
 
-        with pytest.raises(resilio.TimeoutExceeded, match="timed out") as info:
-            await p.execute_async(hang)
+        error = await time_out(clock, p.execute_async(hang), 2)
+        assert "timed out" in str(error)
         assert cancelled == [1002.0]
-        assert clock.monotonic() == 1002.0
-        assert info.value.timeout == 2.0
-        assert info.value.policy == "timeout"
+        assert error.timeout == 2.0
+        assert error.policy == "timeout"
         assert [e.timeout for e in rec.of(TimedOut)] == [2.0]
         assert clock.sleeps == []  # the timeout's own wait is not a sleep
 
@@ -212,7 +235,10 @@ class TestAsync:
                 await asyncio.Event().wait()
             return "ok"
 
-        assert await p.execute_async(first_hangs) == "ok"
+        task = asyncio.create_task(p.execute_async(first_hangs))
+        await settle()
+        clock.advance(2)
+        assert await task == "ok"
         assert calls == [1000.0, 1003.0]  # timed out at 1002, then waited 1 s
         assert clock.sleeps == [1]
         assert [e.timeout for e in rec.of(TimedOut)] == [2.0]
@@ -221,22 +247,37 @@ class TestAsync:
         """A deadline already on the context, tighter than the timeout's, is the one enforced."""
         p, _ = pipe(clock, resilio.Timeout(10))
         ctx = resilio.Context()
-        ctx.deadline = clock.monotonic() + 3
+        ctx.deadline = clock.monotonic() + 2
 
-        with pytest.raises(resilio.TimeoutExceeded) as info:
-            await p.execute_async(asyncio.Event().wait, context=ctx)
-        assert clock.monotonic() == 1003.0
-        assert info.value.policy == "timeout"
-        assert ctx.deadline == 1003.0  # restored to the caller's own
+        error = await time_out(clock, p.execute_async(asyncio.Event().wait, context=ctx), 2)
+        assert clock.monotonic() == 1002.0
+        assert error.policy == "timeout"
+        assert ctx.deadline == 1002.0  # restored to the caller's own
 
     async def test_tighter_outer_timeout_wins_and_reports(self, clock: FakeClock) -> None:
-        """Timeout(1) around Timeout(10): the call ends at +1 s and the outer one reports it."""
-        p, rec = pipe(clock, resilio.Timeout(1, name="outer"), resilio.Timeout(10, name="inner"))
-        with pytest.raises(resilio.TimeoutExceeded) as info:
-            await p.execute_async(asyncio.Event().wait)
-        assert clock.monotonic() == 1001.0
-        assert (info.value.policy, info.value.timeout) == ("outer", 1.0)
-        assert [(e.policy, e.timeout) for e in rec.of(TimedOut)] == [("outer", 1.0)]
+        """Timeout(2) around Timeout(10): the call ends at +2 s and the outer one reports it."""
+        p, rec = pipe(clock, resilio.Timeout(2, name="outer"), resilio.Timeout(10, name="inner"))
+        error = await time_out(clock, p.execute_async(asyncio.Event().wait), 2)
+        assert clock.monotonic() == 1002.0
+        assert (error.policy, error.timeout) == ("outer", 2.0)
+        assert [(e.policy, e.timeout) for e in rec.of(TimedOut)] == [("outer", 2.0)]
+
+    async def test_real_wait_is_not_timed_out_by_the_fake_clock(self, clock: FakeClock) -> None:
+        """A call waiting for something outside the clock (here a thread) is not cut short:
+        a timer never moves the fake clock by itself."""
+        p, rec = pipe(clock, resilio.Timeout(2))
+        go = threading.Event()
+
+        async def wait_for_thread() -> str:
+            await asyncio.to_thread(go.wait, 5)
+            return "done"
+
+        task = asyncio.create_task(p.execute_async(wait_for_thread))
+        await settle()
+        go.set()
+        assert await task == "done"
+        assert clock.monotonic() == 1000.0
+        assert rec.events == []
 
     async def test_expired_deadline_refuses_async_call(self, clock: FakeClock) -> None:
         """An async call whose deadline already passed is not started."""
@@ -269,40 +310,43 @@ class TestAsyncWatchdog:
         async def fast() -> int:
             return 1
 
-        async def main() -> None:
-            for _ in range(100):
-                assert await p.execute_async(fast) == 1
+        async def hung() -> float:
             with pytest.raises(resilio.TimeoutExceeded):
                 await p.execute_async(asyncio.Event().wait)
+            return timeline.now()
 
-        timeline.run(main())
-        assert timeline.now() == pytest.approx(START + 3, abs=1e-6)
+        async def main() -> list[Any]:
+            for _ in range(100):
+                assert await p.execute_async(fast) == 1
+            return await asyncio.gather(hung(), timeline.sleep(5))
+
+        timed_out, _ = timeline.run(main())
+        assert timed_out == pytest.approx(START + 3, abs=1e-6)
         assert len(rec.of(TimedOut)) == 1
 
     def test_concurrent_calls_time_out_independently(self, timeline: Timeline) -> None:
         """Of three concurrent calls, the two that hang time out and the quick one returns."""
         p, rec = pipe(timeline.clock, resilio.Timeout(3))
-        ended: dict[str, float] = {}
+        ended: list[tuple[str, float]] = []
 
         async def quick() -> str:
             await timeline.sleep(1)
-            ended["quick"] = timeline.now()
+            ended.append(("quick", timeline.now()))
             return "quick"
+
+        async def hung(label: str) -> None:
+            with pytest.raises(resilio.TimeoutExceeded):
+                await p.execute_async(asyncio.Event().wait)
+            ended.append((label, timeline.now()))
 
         async def main() -> list[Any]:
             return await asyncio.gather(
-                p.execute_async(asyncio.Event().wait),
-                p.execute_async(quick),
-                p.execute_async(asyncio.Event().wait),
-                return_exceptions=True,
+                hung("a"), p.execute_async(quick), hung("b"), timeline.sleep(5)
             )
 
-        results = timeline.run(main())
-        assert isinstance(results[0], resilio.TimeoutExceeded)
-        assert results[1] == "quick"
-        assert isinstance(results[2], resilio.TimeoutExceeded)
-        assert ended["quick"] == pytest.approx(START + 1, abs=1e-6)
-        assert timeline.now() == pytest.approx(START + 3, abs=1e-6)
+        assert timeline.run(main())[1] == "quick"
+        assert [label for label, _ in ended] == ["quick", "a", "b"]
+        assert [at for _, at in ended] == pytest.approx([START + 1, START + 3, START + 3], abs=1e-6)
         assert len(rec.of(TimedOut)) == 2
 
     def test_tighter_outer_deadline_bounds_inner_timeout(self, timeline: Timeline) -> None:
@@ -311,13 +355,16 @@ class TestAsyncWatchdog:
             timeline.clock, resilio.Timeout(1, name="outer"), resilio.Timeout(10, name="inner")
         )
 
-        async def main() -> resilio.TimeoutExceeded:
+        async def hung() -> tuple[resilio.TimeoutExceeded, float]:
             with pytest.raises(resilio.TimeoutExceeded) as info:
                 await p.execute_async(asyncio.Event().wait)
-            return info.value
+            return info.value, timeline.now()
 
-        error = timeline.run(main())
-        assert timeline.now() == pytest.approx(START + 1, abs=1e-3)
+        async def main() -> list[Any]:
+            return await asyncio.gather(hung(), timeline.sleep(20))
+
+        (error, at), _ = timeline.run(main())
+        assert at == pytest.approx(START + 1, abs=1e-3)
         assert len(rec.of(TimedOut)) == 1
         # Both deadlines are the same instant; with the system clock the two loop timers may
         # fire in either order, so only the fake clock pins which policy reports it.
@@ -338,14 +385,16 @@ class TestAsyncWatchdog:
             return "unreachable"
 
         async def main() -> tuple[str, int, float]:
+            mover = asyncio.create_task(timeline.sleep(3))  # moves time past the deadline
             result = await p.execute_async(stubborn)
             current = asyncio.current_task()
             assert current is not None
             cancelling = current.cancelling()
+            await mover
             await timeline.sleep(5)  # not cancelled
             return result, cancelling, timeline.now()
 
-        assert timeline.run(main()) == ("swallowed", 0, pytest.approx(START + 7, abs=1e-6))
+        assert timeline.run(main()) == ("swallowed", 0, pytest.approx(START + 8, abs=1e-6))
 
     def test_outer_cancellation_stops_the_watch(self, timeline: Timeline) -> None:
         """After an outer cancellation the timeout never cancels the task later."""
@@ -459,8 +508,7 @@ class TestThreadMode:
     async def test_thread_mode_async_uses_cancellation(self, clock: FakeClock) -> None:
         """Under execute_async a thread-mode timeout still cancels the awaitable, on the clock."""
         p, _ = pipe(clock, resilio.Timeout(2, mode="thread"))
-        with pytest.raises(resilio.TimeoutExceeded):
-            await p.execute_async(asyncio.Event().wait)
+        await time_out(clock, p.execute_async(asyncio.Event().wait), 2)
         assert clock.monotonic() == 1002.0
 
 
