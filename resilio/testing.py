@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import threading
@@ -24,12 +25,16 @@ _SETTLE_RUNS = 3
 
 
 class _Sleepers:
-    """The async sleepers of one event loop: a heap of ``(wake_time, seq, future)``."""
+    """The async sleepers of one event loop: a heap of ``(wake_time, seq, future, drives)``.
+
+    ``drives`` is False for a timer (:meth:`FakeClock.timer_async`): it wakes when time reaches
+    it but never moves time itself.
+    """
 
     __slots__ = ("heap", "queued", "quiet")
 
     def __init__(self) -> None:
-        self.heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self.heap: list[tuple[float, int, asyncio.Future[None], bool]] = []
         self.queued = False  # a wake-up callback is queued on the loop
         self.quiet = 0  # its runs since the last sleeper registered
 
@@ -59,6 +64,12 @@ class FakeClock:
        already moved it past) and every sleeper due by then is woken, earliest first, ties in
        ``seq`` order. Woken tasks run before time moves again, so each reads its own wake time.
 
+    Timers (:meth:`timer_async`: the waits of resilio's async timeouts and bulkhead queues) sit
+    in the same heap and wake by the same rule, but never move time themselves: time moves to a
+    timer's wake time only when a sleeper, :meth:`advance` or :meth:`sleep` takes it there or
+    past. So under a fake-clock timeout a call sleeping past it is cut at the timeout, while a
+    call waiting for real I/O, or for an event, is never timed out by the clock racing ahead.
+
     So two tasks sleeping 1 s at once both wake at +1 s (not +2 s), and tasks sleeping 2 s and
     1 s at once wake at +1 s and then at +2 s. A sleep always ends after a few loop iterations:
     nothing else has to move time. A cancelled sleeper is dropped without moving time.
@@ -70,7 +81,8 @@ class FakeClock:
         wall_start: The initial wall-clock time in seconds since the epoch.
 
     Attributes:
-        sleeps: Every sleep requested (sync and async), in the order called, in seconds.
+        sleeps: Every sleep requested (sync and async), in the order called, in seconds; the
+            waits of :meth:`timer_async` (timeouts, bulkhead queue waits) are not sleeps.
     """
 
     def __init__(self, start: float = 0.0, wall_start: float = 1_700_000_000.0) -> None:
@@ -94,7 +106,8 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move virtual time forward by ``seconds``.
 
-        Async sleepers whose wake time it passes wake at the clock's next move (class rule 3).
+        Async sleepers and timers whose wake time it passes wake a few loop iterations later
+        (class rule 3); it may be called from any thread.
 
         Raises:
             ValueError: If ``seconds`` is negative.
@@ -103,22 +116,54 @@ class FakeClock:
             raise ValueError(f"cannot move time backwards (advance({seconds!r}))")
         with self._lock:
             self._now += seconds
+            loops = list(self._loops.items())
+        self._nudge(loops)
 
     def sleep(self, seconds: float) -> None:
         """Record the sleep and advance virtual time by it, returning at once."""
         with self._lock:
             self.sleeps.append(seconds)
-            if seconds > 0:
-                self._now += seconds
+            if seconds <= 0:
+                return
+            self._now += seconds
+            loops = list(self._loops.items())
+        self._nudge(loops)
+
+    def _nudge(self, loops: list[tuple[asyncio.AbstractEventLoop, _Sleepers]]) -> None:
+        """Have each loop with waiting sleepers check for due ones (time moved by itself)."""
+        for loop, sleepers in loops:
+            if sleepers.heap:
+                with contextlib.suppress(RuntimeError):  # a closed loop has nobody to wake
+                    loop.call_soon_threadsafe(self._check, loop, sleepers)
+
+    def _check(self, loop: asyncio.AbstractEventLoop, sleepers: _Sleepers) -> None:
+        if not sleepers.queued and sleepers.heap:
+            sleepers.queued = True
+            loop.call_soon(self._wake_due, loop, sleepers)
 
     async def sleep_async(self, seconds: float) -> None:
         """Record the sleep and suspend until virtual time reaches ``monotonic() + seconds``.
 
         Concurrent sleepers wake in wake-time order, each at its own time (rule above).
         """
+        await self._suspend(seconds, record=True)
+
+    async def timer_async(self, seconds: float) -> None:
+        """Suspend like :meth:`sleep_async`, without recording the wait in :attr:`sleeps`.
+
+        What resilio's own waits on this clock use: an async :class:`~resilio.Timeout`'s deadline
+        and a :class:`~resilio.Bulkhead`'s ``queue_timeout``. A timer shares the sleepers'
+        timeline but never moves time itself (see the class): it ends when a sleep,
+        :meth:`advance` or :meth:`sleep` brings time to its wake time.
+        """
+        await self._suspend(seconds, record=False)
+
+    async def _suspend(self, seconds: float, *, record: bool) -> None:
+        # record: a sleep (recorded, moves time) rather than a timer (neither).
         loop = asyncio.get_running_loop()
         with self._lock:
-            self.sleeps.append(seconds)
+            if record:
+                self.sleeps.append(seconds)
             if seconds <= 0:
                 sleepers = None
             else:
@@ -131,7 +176,7 @@ class FakeClock:
             await asyncio.sleep(0)
             return
         future: asyncio.Future[None] = loop.create_future()
-        heapq.heappush(sleepers.heap, (wake, seq, future))
+        heapq.heappush(sleepers.heap, (wake, seq, future, record))
         sleepers.quiet = 0
         if not sleepers.queued:
             sleepers.queued = True
@@ -145,11 +190,18 @@ class FakeClock:
         if not heap:
             sleepers.queued = False
             return
+        drives = any(entry[3] and not entry[2].done() for entry in heap)
+        if not drives and heap[0][0] > self._now:  # only timers, none due: wait for time
+            sleepers.queued = False
+            sleepers.quiet = 0
+            return
         sleepers.quiet += 1
         if sleepers.quiet >= _SETTLE_RUNS:
             sleepers.quiet = 0
             with self._lock:
-                self._now = now = max(self._now, heap[0][0])
+                if drives:
+                    self._now = max(self._now, heap[0][0])
+                now = self._now
             while heap and heap[0][0] <= now:
                 future = heapq.heappop(heap)[2]
                 if not future.done():

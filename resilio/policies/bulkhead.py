@@ -3,7 +3,10 @@
 One bulkhead object may be used from threads and from event loops at the same time: it keeps
 one lock-protected counter of slots in use and one FIFO queue of waiters. A thread waits on a
 :class:`threading.Event`; a task waits on a future of its own loop, woken with
-``call_soon_threadsafe``, so a waiting task never blocks its loop. A released slot is handed
+``call_soon_threadsafe``, so a waiting task never blocks its loop. ``queue_timeout`` and the
+execution's deadline are measured on the pipeline's clock: with a clock other than the system
+clock (a :class:`~resilio.testing.FakeClock`), a waiting task's timer waits on that clock and a
+waiting thread checks it between short real waits. A released slot is handed
 directly to the first waiter, so waiters are served in arrival order and a newcomer never
 overtakes the queue. The lock is held only to update the counter and the queue.
 """
@@ -19,6 +22,7 @@ from typing import Any, ClassVar
 
 from attrs import field, frozen
 
+from resilio._clock import call_later, is_system, timer_sleep, wait_event
 from resilio._context import Context
 from resilio._outcome import Failure
 from resilio.errors import BulkheadFull
@@ -82,8 +86,8 @@ class Bulkhead(Policy):
     Args:
         max_concurrent: Calls allowed to run at the same time.
         max_queued: Calls allowed to wait for a slot (0: reject at once when full).
-        queue_timeout: Longest wait for a slot in seconds (``None``: as long as it takes, but
-            never past the execution's deadline).
+        queue_timeout: Longest wait for a slot in seconds of the pipeline's clock (``None``: as
+            long as it takes, but never past the execution's deadline).
         name: The bulkhead's name (default ``"bulkhead"``).
 
     A call that cannot get a slot fails with :class:`~resilio.BulkheadFull`. Slots are always
@@ -226,9 +230,10 @@ class Bulkhead(Policy):
             return self._reject(env, ctx, False)
         if waiter.granted:
             return None
-        started = env.clock.monotonic()
+        clock = env.clock
+        started = clock.monotonic()
         try:
-            waiter.event.wait(self._timeout(ctx))
+            wait_event(waiter.event, self._timeout(ctx), clock)
         except BaseException:
             if self._give_up(waiter):
                 self._release()
@@ -248,15 +253,25 @@ class Bulkhead(Policy):
             return self._reject(env, ctx, False)
         if waiter.granted:
             return None
-        started = env.clock.monotonic()
+        clock = env.clock
+        started = clock.monotonic()
+        timeout = self._timeout(ctx)
+        timer = None
         try:
-            await asyncio.wait_for(future, self._timeout(ctx))
+            if timeout is None or is_system(clock):
+                await asyncio.wait_for(future, timeout)
+            else:  # the loop's timers do not follow this clock: wait on the clock itself
+                timer = call_later(timer_sleep(clock), timeout, _resolve, future)
+                await future
         except TimeoutError:
             pass
         except BaseException:
             if self._give_up(waiter):
                 self._release()
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
         if not waiter.granted and not self._give_up(waiter):
             return self._reject(env, ctx, True)
         self._queued_event(env, ctx, started)

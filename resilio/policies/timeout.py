@@ -8,13 +8,17 @@ How the deadline is enforced depends on how the call runs:
 
 * ``execute_async``: the inner awaitable is really cancelled when the time is up; the caller gets
   :class:`~resilio.TimeoutExceeded`. A cancellation from outside (not this timeout's) propagates
-  as :class:`asyncio.CancelledError`.
+  as :class:`asyncio.CancelledError`. With the system clock, the loop's timers keep the deadline
+  (one timer per layer and loop); with any other clock (a :class:`~resilio.testing.FakeClock`),
+  each call's timer waits on that clock, so the deadline is the clock's time, not the loop's.
 * ``execute`` with ``mode="cooperative"`` (the default): Python cannot interrupt a running
   function, so the deadline is only marked. A retry inside stops retrying and never sleeps past
   it; a call that starts after it fails with ``TimeoutExceeded``; a call that returns late keeps
   its result (or its own error).
 * ``execute`` with ``mode="thread"``: the call runs in a worker thread and the caller gets
-  ``TimeoutExceeded`` on time. The worker is not killed: it finishes (or hangs) in the background.
+  ``TimeoutExceeded`` on time (the pipeline clock's time: with another clock than the system
+  clock, the caller checks it between short real waits). The worker is not killed: it finishes
+  (or hangs) in the background.
   Each :class:`Timeout` object has its own pool of at most ``max_workers`` daemon threads, made on
   its first thread-mode call, so calls hung under one timeout never hold the threads of another.
   When every worker is busy, a call waits in the pool's queue within its own deadline; if the
@@ -32,13 +36,14 @@ import os
 import queue
 import threading
 import time
+import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from attrs import field, frozen, validators
 
-from resilio._clock import SystemClock
+from resilio._clock import SystemClock, call_later, is_system, timer_sleep, wait_event
 from resilio._outcome import Failure
 from resilio.errors import TimeoutExceeded
 from resilio.events import TimedOut
@@ -144,10 +149,15 @@ class Timeout(Policy):
         return pool
 
     def make_layer(self, inner: Layer, env: Env) -> Layer:
-        """Build this policy's layer for one pipeline."""
+        """Build this policy's layer for one pipeline.
+
+        With the system clock, async deadlines are kept by the loop's timers; with any other
+        clock, by a timer on that clock (see :func:`resilio._clock.timer_sleep`).
+        """
+        system = is_system(env.clock)
         if self.options.mode == "thread":
-            return _ThreadTimeoutLayer(inner, env, self)
-        return _TimeoutLayer(inner, env, self)
+            return (_ThreadTimeoutLayer if system else _ClockedThreadTimeoutLayer)(inner, env, self)
+        return (_TimeoutLayer if system else _ClockedTimeoutLayer)(inner, env, self)
 
 
 _FIRED: Any = object()
@@ -220,6 +230,8 @@ class _TimeoutLayer(Layer):
         "_monotonic",
         "_name",
         "_seconds",
+        "_timer_sleep",
+        "_wait_done",
         "_watchdog",
         "_watchdogs",
     )
@@ -233,6 +245,11 @@ class _TimeoutLayer(Layer):
         clock = env.clock
         # The system clock's monotonic() is time.monotonic(): call it without the extra frame.
         self._monotonic = time.monotonic if type(clock) is SystemClock else clock.monotonic
+        self._timer_sleep = timer_sleep(clock)
+        if type(clock) is SystemClock:
+            self._wait_done: Callable[[threading.Event, float], bool] = threading.Event.wait
+        else:
+            self._wait_done = lambda event, seconds: wait_event(event, seconds, clock)
         self._watchdog: tuple[Any, Any] = _NO_LOOP
         self._watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
             weakref.WeakKeyDictionary()
@@ -286,6 +303,43 @@ class _TimeoutLayer(Layer):
                 entry[0] = None
         if entry[0] is _FIRED:  # the call swallowed our cancellation and returned
             task.uncancel()  # type: ignore[union-attr]
+        return result
+
+    async def _run_async_clocked(
+        self, fn: Callable[..., Any], args: Args, kwargs: Kwargs, ctx: Context
+    ) -> Any:
+        # run_async of a layer whose clock is not the system clock: the loop's timers do not
+        # follow that clock, so each call gets a timer of its own that waits on the clock and
+        # cancels the task at the deadline, in any order (tighter outer deadlines included).
+        now = self._monotonic()
+        previous = ctx.deadline
+        deadline = now + self._seconds
+        if previous is not None and previous < deadline:
+            if previous <= now:
+                return self._expired(ctx, started=False)
+            deadline = previous
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - a coroutine driven outside any asyncio task
+            ctx.deadline = deadline
+            return await self._run_scoped(fn, args, kwargs, ctx, deadline - now, previous)
+        # [task, deadline, timer]: the timer starts only if the call suspends (_until_done).
+        entry: list[Any] = [task, deadline, None]
+        cancelling = task.cancelling()
+        ctx.deadline = deadline
+        try:
+            result = await _until_done(self._inner_run_async(fn, args, kwargs, ctx), self, entry)
+        except asyncio.CancelledError:
+            if entry[0] is _FIRED and task.uncancel() <= cancelling:
+                return self._expired(ctx, started=True)
+            raise
+        finally:
+            ctx.deadline = previous
+            if entry[0] is not _FIRED:
+                entry[0] = None
+                if entry[2] is not None:
+                    entry[2].cancel()
+        if entry[0] is _FIRED:  # the call swallowed our cancellation and returned
+            task.uncancel()
         return result
 
     async def _run_scoped(
@@ -363,7 +417,7 @@ class _ThreadTimeoutLayer(_TimeoutLayer):
         job = _Job(contextvars.copy_context(), self.inner.run, (fn, args, kwargs, worker_ctx))
         pool = self._timeout._pool or self._timeout._worker_pool()
         pool.submit(job)
-        if not job.done.wait(deadline - now):
+        if not self._wait_done(job.done, deadline - now):
             if pool.abandon(job):  # started: it runs on in the background
                 return self._expired(ctx, started=True)
             return self._expired(  # never started, and now never will
@@ -377,6 +431,63 @@ class _ThreadTimeoutLayer(_TimeoutLayer):
             job.error = None
             raise error
         return job.result
+
+
+class _ClockedTimeoutLayer(_TimeoutLayer):
+    """A cooperative timeout's layer on a clock that is not the system clock."""
+
+    __slots__ = ()
+
+    run_async = _TimeoutLayer._run_async_clocked
+
+
+class _ClockedThreadTimeoutLayer(_ThreadTimeoutLayer):
+    """A thread-mode timeout's layer on a clock that is not the system clock."""
+
+    __slots__ = ()
+
+    run_async = _TimeoutLayer._run_async_clocked
+
+
+@types.coroutine
+def _until_done(
+    coro: Coroutine[Any, Any, Any], layer: _TimeoutLayer, entry: list[Any]
+) -> Generator[Any, Any, Any]:
+    """Await ``coro``, starting ``entry``'s clock timer when ``coro`` first suspends.
+
+    A call that finishes without suspending (a first-try success that awaits nothing pending)
+    so makes no timer at all. Otherwise this passes what ``coro`` yields to the task and what
+    the task sends or throws back to ``coro``, as ``await coro`` would.
+    """
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    entry[2] = call_later(layer._timer_sleep, entry[1] - layer._monotonic(), _fire, entry)
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
+
+
+def _fire(entry: list[Any]) -> None:
+    """A clocked timer's callback: cancel the entry's task unless its call already finished."""
+    task = entry[0]
+    if task is not None and task is not _FIRED:
+        entry[0] = _FIRED
+        task.cancel()
 
 
 _QUEUED = 0

@@ -154,8 +154,8 @@ class TestRelease:
         assert (bulkhead.in_use, bulkhead.queued) == (0, 0)
 
     async def test_queue_timeout_rejects_and_restores_counts(self, clock: FakeClock) -> None:
-        """A waiter whose queue_timeout runs out is rejected; counters come back to zero."""
-        bulkhead, p, _ = make(clock, max_concurrent=1, max_queued=1, queue_timeout=0.01)
+        """A task whose queue_timeout runs out on the clock is rejected; counters come back."""
+        bulkhead, p, rec = make(clock, max_concurrent=1, max_queued=1, queue_timeout=5)
         gate = asyncio.Event()
 
         async def hold() -> None:
@@ -163,16 +163,50 @@ class TestRelease:
 
         holder = asyncio.create_task(p.execute_async(hold))
         await asyncio.sleep(0)
+        waiter = asyncio.create_task(p.execute_async(hold))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert bulkhead.queued == 1
+        clock.advance(4)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not waiter.done()  # 4 of 5 s: still queued
+        clock.advance(1)
         with pytest.raises(BulkheadFull, match="queue wait ran out"):
-            await p.execute_async(hold)
+            await waiter
+        assert clock.monotonic() == 1005.0
+        assert clock.sleeps == []
         assert bulkhead.queued == 0
+        assert [e.reason for e in rec.of(CallRejected)] == ["bulkhead_full"]
         gate.set()
         await holder
         assert bulkhead.in_use == 0
 
+    async def test_slot_freed_within_queue_timeout_is_taken(self, clock: FakeClock) -> None:
+        """A task queued with queue_timeout=5 gets the slot freed at +2 s and reports its wait."""
+        bulkhead, p, rec = make(clock, max_concurrent=1, max_queued=1, queue_timeout=5)
+
+        async def hold() -> str:
+            await clock.sleep_async(2)
+            return "held"
+
+        async def queued() -> float:
+            return clock.monotonic()
+
+        holder = asyncio.create_task(p.execute_async(hold))
+        await asyncio.sleep(0)
+        assert await p.execute_async(queued) == 1002.0
+        assert await holder == "held"
+        assert [e.wait for e in rec.of(BulkheadQueued)] == [2.0]
+        for _ in range(10):  # a live queue timer would move the clock to 1005 after 3 idle turns
+            await asyncio.sleep(0)
+        assert clock.monotonic() == 1002.0
+        assert (bulkhead.in_use, bulkhead.queued) == (0, 0)
+
     def test_sync_queue_timeout(self, clock: FakeClock) -> None:
-        """A thread whose queue_timeout runs out is rejected."""
-        bulkhead, p, _ = make(clock, max_concurrent=1, max_queued=1, queue_timeout=0.01)
+        """A thread whose queue_timeout runs out on the clock (moved by another thread) is
+        rejected."""
+        bulkhead, p, rec = make(clock, max_concurrent=1, max_queued=1, queue_timeout=60)
         inside = threading.Event()
         release = threading.Event()
 
@@ -180,13 +214,32 @@ class TestRelease:
             inside.set()
             release.wait()
 
-        holder = threading.Thread(target=p.execute, args=(hold,))
+        ran: list[str] = []
+        rejected_at: list[float] = []
+
+        def queue_up() -> None:
+            try:
+                ran.append(p.execute(lambda: "ran"))
+            except BulkheadFull:
+                rejected_at.append(clock.monotonic())
+
+        holder = threading.Thread(target=p.execute, args=(hold,), daemon=True)
         holder.start()
         inside.wait()
-        with pytest.raises(BulkheadFull):
-            p.execute(lambda: None)
-        release.set()
+        waiter = threading.Thread(target=queue_up, daemon=True)
+        waiter.start()
+        try:
+            while bulkhead.queued == 0:
+                threading.Event().wait(0.001)
+            assert clock.monotonic() == 1000.0  # waiting does not move the clock
+            clock.advance(60)
+            waiter.join(5)  # a wait in real time would still be on (60 s)
+            assert not waiter.is_alive()
+        finally:
+            release.set()
         holder.join()
+        assert (ran, rejected_at) == ([], [1060.0])
+        assert [e.reason for e in rec.of(CallRejected)] == ["bulkhead_full"]
         assert (bulkhead.in_use, bulkhead.queued) == (0, 0)
 
     async def test_deadline_bounds_the_queue_wait(self, clock: FakeClock) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 import resilio
 from resilio import backoff
+from resilio._clock import SYSTEM_CLOCK, timer_sleep, wait_event
 from resilio.testing import FakeClock
 
 
@@ -157,6 +159,104 @@ class TestConcurrentAsyncSleepers:
 
         assert asyncio.run(two()) == [("a", 2.0), ("b", 2.0)]
         assert asyncio.run(two()) == [("a", 4.0), ("b", 4.0)]
+
+
+class ReadCountingClock(FakeClock):
+    """A fake clock that lets a test wait until other threads have read it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self._read = threading.Condition()
+
+    def monotonic(self) -> float:
+        """Count the read, then return the virtual time."""
+        with self._read:
+            self.reads += 1
+            self._read.notify_all()
+        return super().monotonic()
+
+    def await_reads(self, count: int) -> None:
+        """Block until ``count`` more reads than so far happened (at most 5 s)."""
+        with self._read:
+            target = self.reads + count
+            assert self._read.wait_for(lambda: self.reads >= target, timeout=5)
+
+
+class TestTimers:
+    async def test_timer_wakes_in_order_but_never_moves_time(self) -> None:
+        """A timer wakes when a sleeper or advance() brings time to it; it never moves time."""
+        clock = FakeClock()
+        woke: list[tuple[str, float]] = []
+
+        async def timer(seconds: float) -> None:
+            await clock.timer_async(seconds)
+            woke.append(("timer", clock.monotonic()))
+
+        task = asyncio.ensure_future(
+            asyncio.gather(timer(2), sleeper(clock, 3, woke, "sleep"), timer(4))
+        )
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert woke == [("timer", 2.0), ("sleep", 3.0)]  # the sleep took time past the timer
+        assert clock.monotonic() == 3.0  # only a timer is left: time stands still
+        clock.advance(5)
+        await task
+        assert woke == [("timer", 2.0), ("sleep", 3.0), ("timer", 8.0)]
+        assert clock.sleeps == [3]
+
+    def test_advance_from_another_thread_wakes_a_timer(self) -> None:
+        """advance() called in another thread wakes a loop's due timer."""
+        clock = FakeClock()
+
+        async def main() -> float:
+            thread = threading.Thread(target=clock.advance, args=(7,))
+            waiting = asyncio.ensure_future(clock.timer_async(5))
+            await asyncio.sleep(0)
+            thread.start()
+            await waiting
+            thread.join()
+            return clock.monotonic()
+
+        assert asyncio.run(main()) == 7.0
+
+    def test_waits_of_a_clock_use_its_timer(self) -> None:
+        """Resilio's own async waits use timer_async where a clock has one, else sleep_async."""
+        clock = FakeClock()
+        assert timer_sleep(clock) == clock.timer_async
+        assert timer_sleep(SYSTEM_CLOCK) == SYSTEM_CLOCK.sleep_async
+
+    def test_thread_wait_ends_when_another_thread_moves_the_clock(self) -> None:
+        """wait_event on a fake clock times out when the clock passes the end, not before."""
+        clock = ReadCountingClock()
+        event = threading.Event()
+        results: list[tuple[bool, float]] = []
+        waiting = threading.Thread(
+            target=lambda: results.append((wait_event(event, 30, clock), clock.monotonic())),
+            daemon=True,
+        )
+        waiting.start()
+        clock.advance(29)
+        clock.await_reads(2)  # the waiter has seen 29 s and gone on waiting at least once
+        assert waiting.is_alive()
+        assert results == []
+        clock.advance(1)
+        waiting.join(5)
+        assert results == [(False, 30.0)]
+
+    def test_thread_wait_returns_when_the_event_is_set(self) -> None:
+        """wait_event on a fake clock returns True as soon as the event is set."""
+        clock = FakeClock()
+        event = threading.Event()
+        results: list[bool] = []
+        waiting = threading.Thread(
+            target=lambda: results.append(wait_event(event, 30, clock)), daemon=True
+        )
+        waiting.start()
+        event.set()
+        waiting.join(5)
+        assert results == [True]
+        assert clock.monotonic() == 0.0
 
 
 class TestSyncSleep:

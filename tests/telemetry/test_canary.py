@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -88,18 +87,21 @@ class TestCanary:
         error_type = str(dict(tracing.named("resilio raw")[0].attributes or {})["error.type"])
         assert error_type.endswith("_LeakyError")
 
-    async def test_async_paths_never_leak(self, tracing: Tracing, metrics: Metrics) -> None:
+    async def test_async_paths_never_leak(
+        self, tracing: Tracing, metrics: Metrics, clock: FakeClock
+    ) -> None:
         """Async retries and timeouts leave no trace of the canary."""
         p = Pipeline(
-            [Retry(attempts=2, backoff=0), Timeout(0.01)],
+            [Retry(attempts=2, backoff=0), Timeout(1)],
             name="async",
+            clock=clock,
             tracer_provider=tracing.provider,
             meter_provider=metrics.provider,
             trace_attempts=True,
         )
 
         async def slow(secret: str) -> None:
-            await asyncio.sleep(5)
+            await clock.sleep_async(5)
 
         async def leaky(secret: str) -> None:
             _leaky()
@@ -107,6 +109,7 @@ class TestCanary:
         with capture_logs() as logs:
             with pytest.raises(TimeoutError) as info:
                 await p.execute_async(slow, CANARY, context=_context())
+            assert clock.monotonic() == 1002.0  # two attempts, each cut at 1 s
             with pytest.raises(_LeakyError):
                 await p.execute_async(leaky, CANARY, context=_context())
         assert CANARY not in str(info.value)

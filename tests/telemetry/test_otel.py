@@ -209,15 +209,16 @@ class TestExecutionSpan:
         assert _events(span) == ["resilio.retry.scheduled"]
         assert span.attributes["resilio.attempts"] == 2  # type: ignore[index]
 
-    async def test_async_timeout_event(self, tracing: Tracing) -> None:
+    async def test_async_timeout_event(self, tracing: Tracing, clock: FakeClock) -> None:
         """An async timeout records a timeout event and fails with the timeout's error type."""
-        p = Pipeline([Timeout(0.01)], name="t", tracer_provider=tracing.provider)
+        p = Pipeline([Timeout(1)], name="t", clock=clock, tracer_provider=tracing.provider)
 
         async def slow() -> None:
-            await asyncio.sleep(5)
+            await clock.sleep_async(5)
 
         with pytest.raises(TimeoutError):
             await p.execute_async(slow)
+        assert clock.monotonic() == 1001.0
         span = tracing.named("resilio t")[0]
         assert "resilio.timeout.exceeded" in _events(span)
         assert span.attributes["error.type"] == "resilio.errors.TimeoutExceeded"  # type: ignore[index]
@@ -338,13 +339,22 @@ class TestAttemptSpans:
         assert work.parent is not None
         assert work.parent.span_id == attempt.context.span_id
 
-    def test_thread_timeout_event_reaches_the_span(self, tracing: Tracing) -> None:
+    def test_thread_timeout_event_reaches_the_span(
+        self, tracing: Tracing, clock: FakeClock
+    ) -> None:
         """A thread-mode timeout is recorded as an event on the caller's execution span."""
         release = threading.Event()
-        p = Pipeline([Timeout(0.05, mode="thread")], name="tt2", tracer_provider=tracing.provider)
+        p = Pipeline(
+            [Timeout(1, mode="thread")], name="tt2", clock=clock, tracer_provider=tracing.provider
+        )
+
+        def overrun() -> None:
+            clock.advance(2)  # past the deadline on the clock, then hang
+            release.wait(5)
+
         try:
             with pytest.raises(TimeoutError):
-                p.execute(release.wait, 5)
+                p.execute(overrun)
         finally:
             release.set()
         span = tracing.named("resilio tt2")[0]
