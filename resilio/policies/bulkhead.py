@@ -99,8 +99,8 @@ class Bulkhead(Policy):
 
     def __init__(
         self,
-        *,
         max_concurrent: int = 10,
+        *,
         max_queued: int = 0,
         queue_timeout: float | None = None,
         name: str | None = None,

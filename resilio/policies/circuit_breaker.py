@@ -209,8 +209,8 @@ class CircuitBreaker(Policy):
 
     def __init__(
         self,
-        *,
         failure_threshold: int | None = 5,
+        *,
         break_duration: float = 30.0,
         failure_rate: float | None = None,
         minimum_calls: int = 10,

@@ -207,8 +207,8 @@ class Idempotency(Policy):
 
     def __init__(
         self,
-        *,
         ttl: float = 3600.0,
+        *,
         key: KeyFunction | None = None,
         wait: bool = True,
         lease: float = 60.0,

@@ -92,8 +92,8 @@ class RateLimiter(Policy):
 
     def __init__(
         self,
-        *,
         rate: float,
+        *,
         per: float = 1.0,
         burst: float | None = None,
         max_wait: float = 0.0,

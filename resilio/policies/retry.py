@@ -142,8 +142,8 @@ class Retry(Policy):
 
     def __init__(
         self,
-        *,
         attempts: int = 3,
+        *,
         backoff: Backoff | Mapping[str, Any] | float | None = None,
         max_delay: float = 60.0,
         retry_ambiguous: bool = False,
