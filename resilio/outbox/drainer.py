@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import signal
 import threading
@@ -20,6 +21,7 @@ from attrs import define, frozen
 
 from resilio._clock import SYSTEM_CLOCK, Clock
 from resilio._context import REPLAY_ATTRIBUTE, Context
+from resilio._operation import is_async_handler
 from resilio.classify import Classification, ErrorKind, default_classifier
 
 if TYPE_CHECKING:
@@ -262,7 +264,7 @@ class Drainer:
                 result = op.handler(item.payload)
                 if inspect.isawaitable(result):
                     result = asyncio.run(_await(result))
-            elif inspect.iscoroutinefunction(op.handler):
+            elif is_async_handler(op.handler):
                 asyncio.run(pipeline.execute_async(op.handler, item.payload, context=ctx))
             else:
                 pipeline.execute(op.handler, item.payload, context=ctx)
@@ -291,18 +293,35 @@ class Drainer:
             c = Classification(kind=ErrorKind.PERMANENT, reason=exc.reason)
             await asyncio.to_thread(self._record, item, exc, c, report)
             return
+        thread: asyncio.Future[Any] | None = None
         try:
-            if pipeline is None:
-                result = op.handler(item.payload)
+            if is_async_handler(op.handler):
+                if pipeline is None:
+                    await op.handler(item.payload)
+                else:
+                    await pipeline.execute_async(op.handler, item.payload, context=ctx)
+            else:  # a plain handler runs in a worker thread: the event loop never blocks
+                if pipeline is None:
+                    call = functools.partial(op.handler, item.payload)
+                else:
+                    call = functools.partial(
+                        pipeline.execute, op.handler, item.payload, context=ctx
+                    )
+                thread = asyncio.ensure_future(asyncio.to_thread(call))
+                thread.add_done_callback(_retrieve)
+                result = await asyncio.shield(thread)
                 if inspect.isawaitable(result):
                     await result
-            else:
-                await pipeline.execute_async(op.handler, item.payload, context=ctx)
         except Exception as exc:
             c = self._classify(pipeline, exc, ctx)
             await asyncio.to_thread(self._record, item, exc, c, report)
             return
         except BaseException:
+            if thread is not None and not thread.done():
+                # Cancelled while the handler still runs in its thread, which cannot be
+                # stopped: the item stays leased, so no drainer replays it meanwhile; when the
+                # lease expires it is replayed (with the same idempotency key).
+                raise
             await asyncio.shield(asyncio.to_thread(backend.release, item, self.clock.time()))
             raise
         await asyncio.to_thread(self._record, item, None, None, report)
@@ -379,6 +398,10 @@ class Drainer:
 
     async def drain_once_async(self, limit: int = 100) -> DrainReport:
         """Like :meth:`drain_once` on the event loop: storage calls run in worker threads.
+
+        An ``async def`` handler is awaited (through its pipeline's ``execute_async``); a plain
+        handler runs through the pipeline's ``execute`` in a worker thread, so the event loop
+        never blocks.
 
         Returns:
             What was done.
@@ -461,7 +484,14 @@ class Drainer:
         """Drain on the event loop until ``stop_event`` is set or :meth:`shutdown` is called.
 
         When stopped, the item in flight gets the grace period of :meth:`shutdown` (default
-        10 s) to finish; then it is cancelled and given back to the outbox.
+        10 s) to finish; then it is cancelled and given back to the outbox. A plain (sync)
+        handler runs in a worker thread, which cannot be cancelled: its item stays leased
+        instead, so no drainer replays it while the thread still runs, and is replayed once the
+        lease expires.
+
+        Args:
+            stop_event: Set it to stop.
+            poll_interval: Seconds to wait when no item is due.
         """
         stop = stop_event if stop_event is not None else asyncio.Event()
         rounds = 0
@@ -531,3 +561,9 @@ class Drainer:
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A handler thread that outlived its cancelled drain pass: nobody awaits its outcome.
+    if not future.cancelled():
+        future.exception()

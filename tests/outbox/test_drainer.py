@@ -369,6 +369,90 @@ class TestRun:
         assert item.attempts == 0
 
 
+class TestSyncHandlerOnTheLoop:
+    """The async paths run a plain handler in a worker thread, through pipeline.execute."""
+
+    @pytest.mark.parametrize("pipeline", ["replay", None], ids=["pipeline", "no-pipeline"])
+    async def test_drain_once_async_delivers(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock, pipeline: str | None
+    ) -> None:
+        """A sync handler's item is delivered, the handler called once off the main thread."""
+        calls: list[tuple[Any, bool]] = []
+
+        def handler(p: Any) -> str:
+            calls.append((p, threading.current_thread() is threading.main_thread()))
+            return "ok"
+
+        registry.add("send", handler, pipeline=pipeline)
+        fill(outbox, 1)
+        report = await Drainer(outbox, registry, clock=clock).drain_once_async()
+        assert (report.delivered, report.retried, report.dead) == (1, 0, 0)
+        assert calls == [({"n": 0}, False)]
+        assert outbox.stats().done == 1
+
+    async def test_the_loop_runs_while_the_handler_does(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """While a sync handler runs, the event loop goes on (here: it unblocks the handler)."""
+        started, loop_ran = threading.Event(), threading.Event()
+        outcomes: list[bool] = []
+
+        def handler(p: Any) -> None:
+            started.set()
+            outcomes.append(loop_ran.wait(timeout=5))
+
+        registry.add("send", handler)
+        fill(outbox, 1)
+        drain = asyncio.ensure_future(Drainer(outbox, registry, clock=clock).drain_once_async())
+        assert await asyncio.to_thread(started.wait, 5)
+        loop_ran.set()
+        assert (await drain).delivered == 1
+        assert outcomes == [True]
+
+    async def test_failure_is_classified_by_the_pipeline(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """A sync handler's exception goes through the pipeline's classifier: retried, 1 attempt."""
+
+        def handler(p: Any) -> None:
+            raise Boom
+
+        registry.add("send", handler)
+        fill(outbox, 1)
+        assert (await Drainer(outbox, registry, clock=clock).drain_once_async()).retried == 1
+        [item] = outbox.items("pending")
+        assert (item.attempts, item.error_reason) == (1, "http 503")
+
+    async def test_run_async_keeps_the_lease_of_a_handler_still_running(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """After the grace, a sync handler's thread still runs: its item stays leased until the
+        lease expires, then it is replayed."""
+        started, gate = threading.Event(), threading.Event()
+        runs: list[Any] = []
+
+        def handler(p: Any) -> None:
+            runs.append(p)
+            started.set()
+            gate.wait(timeout=5)
+
+        registry.add("send", handler)
+        fill(outbox, 1)
+        drainer = Drainer(outbox, registry, clock=clock, lease=30)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(drainer.run_async(stop, poll_interval=0.01))
+        assert await asyncio.to_thread(started.wait, 5)
+        drainer.shutdown(grace=0)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        s = outbox.stats()
+        assert (s.leased, s.pending, s.done) == (1, 0, 0)
+        gate.set()
+        clock.advance(31)
+        assert (await Drainer(outbox, registry, clock=clock).drain_once_async()).delivered == 1
+        assert len(runs) == 2
+
+
 def test_real_operation_uses_its_pipeline_name(
     outbox: Outbox, registry: FakeRegistry, clock: FakeClock
 ) -> None:
