@@ -178,8 +178,12 @@ class Backend(Protocol):
         """Move a leased item to the dead-letter state."""
         ...
 
-    def release(self, item: OutboxItem, now: float) -> bool:
-        """Give a leased item back untouched (its attempt is not counted)."""
+    def release(self, item: OutboxItem, now: float, next_run_at: float | None = None) -> bool:
+        """Give a leased item back unrun: pending, its attempt not counted.
+
+        With ``next_run_at`` it is not due before then (an item this drainer cannot run);
+        without, it is due when it was before it was leased.
+        """
         ...
 
     def stats(self) -> OutboxStats:

@@ -38,7 +38,8 @@ class Outbox:
 
     The operation name is not checked against any registry when enqueueing: the outbox does
     not know the registry that will drain it. An item whose operation the drainer's registry
-    does not know is dead-lettered by the drainer with the reason ``unknown operation '<name>'``.
+    does not know is not dead-lettered: the drainer gives it back pending, its attempts
+    unchanged, not due again for the drainer's lease, and counts it as ``skipped``.
 
     Args:
         store: A backend (:class:`~resilio.outbox.sqlite.SQLiteBackend`,

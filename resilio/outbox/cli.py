@@ -269,14 +269,24 @@ def _drain(args: argparse.Namespace) -> int:
             drainer.install_signal_handlers(grace=args.grace)
             drainer.run(threading.Event())
             print("stopped", file=out)
-        else:
-            r = drainer.drain_once(args.limit)
-            print(
-                f"delivered {r.delivered}, retried {r.retried}, dead {r.dead}, "
-                f"lost leases {r.lost}",
-                file=out,
-            )
+            outbox.close()
+            return 0
+        r = drainer.drain_once(args.limit)
+        print(
+            f"delivered {r.delivered}, retried {r.retried}, dead {r.dead}, "
+            f"skipped {r.skipped}, lost leases {r.lost}",
+            file=out,
+        )
         outbox.close()
+        if r.skipped:
+            reasons = "; ".join(r.skipped_operations[name] for name in sorted(r.skipped_operations))
+            print(
+                f"resilio outbox drain: skipped {r.skipped} item(s) this drainer cannot run "
+                f"({reasons}); they stay pending, attempts unchanged, due again in "
+                f"{args.lease:g}s",
+                file=sys.stderr,
+            )
+            return 1
         return 0
 
     return _run(args, body)

@@ -17,12 +17,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from resilio._clock import SYSTEM_CLOCK, Clock
 from resilio._context import REPLAY_ATTRIBUTE, Context
 from resilio._operation import is_async_handler
 from resilio.classify import Classification, ErrorKind, default_classifier
+from resilio.telemetry._log import log
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -93,6 +94,11 @@ class DrainReport:
         dead: Items dead-lettered.
         released: Items given back unrun (shutdown).
         lost: Items whose lease had passed to another drainer before the result was recorded.
+        skipped: Items given back unrun because this drainer cannot run them: its registry does
+            not know their operation or pipeline, or the operation has no handler. They stay
+            pending, their attempts unchanged, and are not due again for the drainer's
+            ``lease`` seconds (another drainer, or this one after a deploy, may know them).
+        skipped_operations: For each operation skipped, why (``"unknown operation 'x'"``).
     """
 
     delivered: int = 0
@@ -100,6 +106,8 @@ class DrainReport:
     dead: int = 0
     released: int = 0
     lost: int = 0
+    skipped: int = 0
+    skipped_operations: dict[str, str] = field(factory=dict)
 
     @property
     def processed(self) -> int:
@@ -128,7 +136,8 @@ class Drainer:
             ``idempotent`` and ``pipeline``, a pipeline name or ``None``) and ``pipeline(name)``.
         clock: Source of time (wall clock for item times, monotonic for lease renewal).
         lease: Seconds an item stays leased; longer than any handler call should take. Leases of
-            a batch are renewed while it is worked through.
+            a batch are renewed while it is worked through. Also how long an item this drainer
+            cannot run (unknown operation or pipeline, no handler) waits before it is due again.
         max_attempts: Attempts after which a failing item is dead (``None``: no limit).
         max_age: Seconds after enqueueing after which a failing item is dead (``None``: no limit).
         backoff: ``attempt -> seconds`` before the next replay (default 1, 2, 4 ... 600 s).
@@ -241,6 +250,28 @@ class Drainer:
             report.retried += ok
         report.lost += not ok
 
+    def _skip(self, item: OutboxItem, error: _UnrunnableError, report: DrainReport) -> None:
+        """Give back an item this drainer cannot run, to be due again in ``lease`` seconds.
+
+        It stays pending with its attempts unchanged; the first item of each operation in a
+        pass logs a warning (names only).
+        """
+        now = self.clock.time()
+        if self.outbox.backend.release(item, now, now + self.lease):
+            report.skipped += 1
+        else:
+            report.lost += 1
+        if item.operation not in report.skipped_operations:
+            report.skipped_operations[item.operation] = error.reason
+            log(
+                "warning",
+                "resilio.outbox.skipped",
+                outbox=self.outbox.name,
+                operation=item.operation,
+                reason=error.reason,
+                retry_in=self.lease,
+            )
+
     def _expired(self, item: OutboxItem) -> bool:
         return self.max_age is not None and self.clock.time() - item.created_at > self.max_age
 
@@ -256,8 +287,7 @@ class Drainer:
         try:
             op, pipeline, ctx = self._resolve(item)
         except _UnrunnableError as exc:
-            c = Classification(kind=ErrorKind.PERMANENT, reason=exc.reason)
-            self._record(item, exc, c, report)
+            self._skip(item, exc, report)
             return
         try:
             if pipeline is None:
@@ -290,8 +320,7 @@ class Drainer:
         try:
             op, pipeline, ctx = self._resolve(item)
         except _UnrunnableError as exc:
-            c = Classification(kind=ErrorKind.PERMANENT, reason=exc.reason)
-            await asyncio.to_thread(self._record, item, exc, c, report)
+            await asyncio.to_thread(self._skip, item, exc, report)
             return
         thread: asyncio.Future[Any] | None = None
         try:

@@ -116,6 +116,20 @@ def test_drain(
     assert run("outbox", "drain", "--sqlite", db) == 2
 
 
+def test_drain_skips_unknown_operations_and_exits_1(
+    db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Items of an operation the drainer does not know stay pending; exit 1 names it."""
+    monkeypatch.setattr(outbox_cli, "_registry", lambda args: FakeRegistry())
+    assert run("outbox", "drain", "--config", "x.yaml", "--sqlite", db) == 1
+    out, err = capsys.readouterr()
+    assert out.strip() == "delivered 0, retried 0, dead 0, skipped 2, lost leases 0"
+    assert "skipped 2 item(s)" in err
+    assert "unknown operation 'send'" in err
+    s = Outbox.sqlite(db).stats()
+    assert (s.pending, s.dead) == (2, 1)
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -195,14 +195,18 @@ class TestDrainOnce:
         assert calls == []
         assert outbox.items("dead")[0].error_reason == "max age exceeded"
 
-    def test_unknown_operation_is_dead(
+    def test_unknown_operation_is_given_back_pending(
         self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
     ) -> None:
-        """An item whose operation is not registered is dead, the reason naming the operation."""
+        """An item whose operation is not registered here is skipped, not dead: pending again,
+        its attempts unchanged, due again only after the drainer's lease."""
         fill(outbox, 1, op="nope")
-        assert Drainer(outbox, registry, clock=clock).drain_once().dead == 1
-        [item] = outbox.items("dead")
-        assert (item.error_kind, item.error_reason) == ("permanent", "unknown operation 'nope'")
+        report = Drainer(outbox, registry, clock=clock, lease=30).drain_once()
+        assert (report.skipped, report.dead, report.processed) == (1, 0, 0)
+        assert report.skipped_operations == {"nope": "unknown operation 'nope'"}
+        [item] = outbox.items("pending")
+        assert (item.attempts, item.next_run_at) == (0, clock.time() + 30)
+        assert outbox.stats().dead == 0
 
     def test_each_item_runs_once_per_pass(
         self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
@@ -470,14 +474,80 @@ def test_real_operation_uses_its_pipeline_name(
     assert seen == [{"n": 0}]
 
 
-def test_operation_without_handler_or_pipeline_is_dead(
+def test_operation_without_handler_or_pipeline_is_skipped(
     outbox: Outbox, registry: FakeRegistry, clock: FakeClock
 ) -> None:
-    """Items whose operation has no handler, or an unknown pipeline, are dead with a reason."""
+    """Items whose operation has no handler, or an unknown pipeline, are skipped with a reason."""
     registry.add("nohandler", None)  # type: ignore[arg-type]
     registry.add("nopipe", lambda p: None, pipeline="missing")
     for op in ("nohandler", "nopipe"):
         outbox.enqueue(operation=op, payload=1, idempotency_key=op)
-    assert Drainer(outbox, registry, clock=clock).drain_once().dead == 2
-    reasons = sorted(i.error_reason or "" for i in outbox.items("dead"))
-    assert reasons == ["operation 'nohandler' has no handler", "unknown pipeline 'missing'"]
+    report = Drainer(outbox, registry, clock=clock).drain_once()
+    assert (report.skipped, report.dead) == (2, 0)
+    assert report.skipped_operations == {
+        "nohandler": "operation 'nohandler' has no handler",
+        "nopipe": "unknown pipeline 'missing'",
+    }
+    assert sorted(i.attempts for i in outbox.items("pending")) == [0, 0]
+
+
+class TestUnrunnable:
+    """Items this drainer cannot run are given back, never dead-lettered."""
+
+    def test_not_due_again_until_the_lease_has_passed(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """A drainer does not spin on a skipped item: the next pass within the lease finds
+        nothing; after it, the item is skipped again, attempts still 0."""
+        fill(outbox, 1, op="nope")
+        drainer = Drainer(outbox, registry, clock=clock, lease=30)
+        assert drainer.drain_once().skipped == 1
+        clock.advance(29)
+        assert drainer.drain_once().skipped == 0
+        clock.advance(2)
+        assert drainer.drain_once().skipped == 1
+        assert [i.attempts for i in outbox.items("pending")] == [0]
+
+    def test_runs_once_a_drainer_knows_the_operation(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """After a deploy registers the operation, the skipped item is delivered, 1st attempt."""
+        fill(outbox, 1, op="later")
+        assert Drainer(outbox, registry, clock=clock).drain_once().skipped == 1
+        attempts: list[int] = []
+        registry.add("later", lambda p: attempts.append(len(attempts) + 1))
+        clock.advance(30)
+        assert Drainer(outbox, registry, clock=clock).drain_once().delivered == 1
+        assert attempts == [1]
+        assert outbox.stats().done == 1
+
+    def test_warns_once_per_pass_and_operation(
+        self,
+        outbox: Outbox,
+        registry: FakeRegistry,
+        clock: FakeClock,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Three items of one unknown operation and one of another: two warnings, names only."""
+        import logging
+
+        fill(outbox, 3, op="a.missing")
+        outbox.enqueue(operation="b.missing", payload={"secret": "CANARY"}, idempotency_key="b")
+        with caplog.at_level(logging.WARNING, logger="resilio"):
+            report = Drainer(outbox, registry, clock=clock).drain_once()
+        assert report.skipped == 4
+        lines = [r for r in caplog.records if r.name == "resilio"]
+        assert [r.resilio_fields["operation"] for r in lines] == ["a.missing", "b.missing"]  # type: ignore[attr-defined]
+        assert {r.resilio_event for r in lines} == {"resilio.outbox.skipped"}  # type: ignore[attr-defined]
+        assert all(r.levelno == logging.WARNING for r in lines)
+        assert "CANARY" not in caplog.text
+
+    async def test_async_pass_skips_too(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """drain_once_async gives an unrunnable item back the same way."""
+        fill(outbox, 1, op="nope")
+        report = await Drainer(outbox, registry, clock=clock, lease=10).drain_once_async()
+        assert (report.skipped, report.dead) == (1, 0)
+        [item] = outbox.items("pending")
+        assert (item.attempts, item.next_run_at) == (0, clock.time() + 10)
