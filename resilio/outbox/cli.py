@@ -165,9 +165,19 @@ def _open(args: argparse.Namespace, registry: Any = None) -> Outbox:
 
 
 def _run(args: argparse.Namespace, body: Any) -> int:
+    # A closed standard output (``resilio outbox list ... | head``) exits 141 quietly, as the
+    # other ``resilio`` commands do, also under another program (``resilio-customerio outbox``).
+    from resilio.cli import quiet_on_closed_pipe
+
+    return quiet_on_closed_pipe(lambda: _report_errors(args, body))
+
+
+def _report_errors(args: argparse.Namespace, body: Any) -> int:
     out: TextIO = sys.stdout
     try:
         return int(body(args, out))
+    except BrokenPipeError:
+        raise  # the reader went away: not an error of the outbox
     except _UsageError as exc:
         print(f"resilio outbox: {exc}", file=sys.stderr)
         return 2
