@@ -275,7 +275,7 @@ class Outbox:
         *,
         operation: str,
         payload: Any,
-        idempotency_key: str | None,
+        idempotency_key: str | None = None,
         classification: Classification | None = None,
     ) -> Queued:
         """Store one item durably; it is replayable as soon as this returns.
@@ -283,7 +283,8 @@ class Outbox:
         Args:
             operation: Name of the operation whose handler replays the work.
             payload: JSON-serialisable description of the work.
-            idempotency_key: Key carried by every replay; one is generated if ``None``.
+            idempotency_key: Key carried by every replay; when omitted (or ``None``) a fresh
+                one is generated (``Queued.idempotency_key``), so the item is never a duplicate.
             classification: The failure that made the caller queue the work; its
                 ``retry_after`` delays the first replay.
 
@@ -332,7 +333,7 @@ class Outbox:
         *,
         operation: str,
         payload: Any,
-        idempotency_key: str | None,
+        idempotency_key: str | None = None,
         classification: Classification | None = None,
     ) -> Queued:
         """Like :meth:`enqueue`, writing from a worker thread so the event loop never blocks."""
