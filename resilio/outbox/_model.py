@@ -67,7 +67,9 @@ class OutboxItem:
         operation: Name of the operation whose handler replays it.
         payload: The JSON payload handed to the handler.
         idempotency_key: The key every replay carries.
-        attempts: Replays started so far (a replay cut short by a crash counts).
+        attempts: Replays started and not given back: one that ended, or was cut short by a
+            crash, counts; one interrupted at shutdown (given back), or of an item the drainer
+            cannot run, does not.
         next_run_at: Wall-clock time (epoch seconds) before which it is not replayed.
         created_at: Wall-clock time it was enqueued.
         state: Where it is in its life.

@@ -290,14 +290,20 @@ class Drainer:
             self._skip(item, exc, report)
             return
         try:
-            if pipeline is None:
-                result = op.handler(item.payload)
-                if inspect.isawaitable(result):
-                    result = asyncio.run(_await(result))
-            elif is_async_handler(op.handler):
-                asyncio.run(pipeline.execute_async(op.handler, item.payload, context=ctx))
-            else:
-                pipeline.execute(op.handler, item.payload, context=ctx)
+            # Only while the handler runs may a signal interrupt (raise _GraceExpired): never
+            # while an outcome is being recorded or the item given back.
+            self._busy = True
+            try:
+                if pipeline is None:
+                    result = op.handler(item.payload)
+                    if inspect.isawaitable(result):
+                        result = asyncio.run(_await(result))
+                elif is_async_handler(op.handler):
+                    asyncio.run(pipeline.execute_async(op.handler, item.payload, context=ctx))
+                else:
+                    pipeline.execute(op.handler, item.payload, context=ctx)
+            finally:
+                self._busy = False
         except Exception as exc:
             self._record(item, exc, self._classify(pipeline, exc, ctx), report)
             return
@@ -415,15 +421,12 @@ class Drainer:
                 if self.clock.monotonic() - leased_at > self.lease / 2:
                     backend.renew(items[i:], self.clock.time(), self.lease)
                     leased_at = self.clock.monotonic()
-                self._busy = True
                 try:
                     self._run_item(item, report)
                 except BaseException:
                     for rest in items[i + 1 :]:
                         backend.release(rest, self.clock.time())
                     raise
-                finally:
-                    self._busy = False
 
     async def drain_once_async(self, limit: int = 100) -> DrainReport:
         """Like :meth:`drain_once` on the event loop: storage calls run in worker threads.
@@ -563,23 +566,22 @@ class Drainer:
         """Make SIGTERM and SIGINT shut the drainer down gracefully (call from the main thread).
 
         The first signal stops taking items; the item in flight has ``grace`` seconds to finish,
-        after which (or at a second signal) it is interrupted and given back to the outbox, and
-        :meth:`run` returns.
+        after which (or at a second signal) it is interrupted and given back to the outbox, its
+        attempt not counted, and :meth:`run` returns. The grace is timed with ``SIGALRM``.
         """
 
-        def on_alarm(signum: int, frame: FrameType | None) -> None:
-            if self._busy:
+        def interrupt(signum: int, frame: FrameType | None) -> None:
+            if self._busy:  # a handler is running: cut it short
                 raise _GraceExpired
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            if self._stop.is_set():
-                if self._busy:
-                    raise _GraceExpired
+            if self._stop.is_set():  # a second signal
+                interrupt(signum, frame)
                 return
             self.shutdown(grace)
-            if self._busy:
-                signal.signal(signal.SIGALRM, on_alarm)
-                signal.setitimer(signal.ITIMER_REAL, max(grace, 0.001))
+            # Armed even when no handler runs right now: one may be starting.
+            signal.signal(signal.SIGALRM, interrupt)
+            signal.setitimer(signal.ITIMER_REAL, max(grace, 0.001))
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous_handlers[sig] = signal.signal(sig, on_signal)
