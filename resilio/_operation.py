@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -11,7 +13,7 @@ from attrs import field, frozen, validators
 if TYPE_CHECKING:
     from resilio.classify import Classifier
 
-__all__ = ["Operation"]
+__all__ = ["Operation", "is_async_handler"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -63,3 +65,17 @@ class Operation:
     def pipeline_name(self) -> str:
         """The pipeline that protects this operation: ``pipeline`` or, if unset, ``name``."""
         return self.pipeline or self.name
+
+
+def is_async_handler(handler: Callable[..., Any]) -> bool:
+    """Return whether ``handler`` is an ``async def`` (or a partial or object wrapping one).
+
+    Async paths await such a handler on the event loop and run any other one in a worker
+    thread, so a plain handler never blocks the loop.
+    """
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(type(handler), "__call__", None)  # noqa: B004 - a class's own __call__
+    return inspect.iscoroutinefunction(call)

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-__all__ = ["EXTENSION_MODULES", "PIPE_CLOSED", "build_parser", "main"]
+__all__ = ["EXTENSION_MODULES", "PIPE_CLOSED", "build_parser", "main", "quiet_on_closed_pipe"]
 
 EXTENSION_MODULES = ("resilio.telemetry.cli", "resilio.outbox.cli")
 """Modules that may add subcommands through ``register(subparsers)``."""
@@ -220,11 +220,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0 on success, 1 when a configuration or plugin is invalid, 2 on a
         usage error, 141 when the reader of standard output closed it.
     """
+    return quiet_on_closed_pipe(lambda: _run(argv))
+
+
+def quiet_on_closed_pipe(run: Callable[[], int]) -> int:
+    """Run a command; if the reader of standard output closed it, stop quietly.
+
+    Standard output is flushed before returning (on an exit too, as for ``--help``), so a
+    closed pipe is seen here rather than at interpreter exit. A command that reports its own
+    errors must let :class:`BrokenPipeError` through to this.
+
+    Args:
+        run: The command; returns its exit status.
+
+    Returns:
+        The command's exit status, or :data:`PIPE_CLOSED` when standard output's reader went
+        away (nothing is printed; later writes to standard output are discarded).
+    """
     try:
         try:
-            status = _run(argv)
+            status = run()
         finally:
-            sys.stdout.flush()  # on an exit too (--help), so a closed pipe is seen here
+            sys.stdout.flush()
     except BrokenPipeError:
         _discard_stdout()
         return PIPE_CLOSED

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from resilio._context import Context
+from resilio._operation import is_async_handler
 from resilio._pipeline import Pipeline
 from resilio.config import loader
 from resilio.config.source import read_source
@@ -274,14 +275,27 @@ class Registry:
         """
         op, pipeline, ctx = self._prepare(operation, payload, context)
         assert op.handler is not None
-        if inspect.iscoroutinefunction(op.handler):
+        if is_async_handler(op.handler):
             raise TypeError(f"operation {operation!r} has an async handler: use execute_async()")
         return pipeline.execute(op.handler, payload, context=ctx)
 
     async def execute_async(
         self, operation: str, payload: Any = None, *, context: Context | None = None
     ) -> Any:
-        """Like :meth:`execute`, awaiting an ``async def`` handler (a plain one is called directly).
+        """Like :meth:`execute`, on the event loop.
+
+        An ``async def`` handler is awaited through the pipeline's ``execute_async``; a plain
+        (sync) handler runs through the pipeline's ``execute`` in a worker thread
+        (:func:`asyncio.to_thread`), so it never blocks the event loop. Cancelling the call
+        stops waiting for a sync handler, not the handler itself: its thread runs to the end.
+
+        Args:
+            operation: The operation's name.
+            payload: The JSON-serialisable payload for its handler.
+            context: The execution context (one is made if not given).
+
+        Returns:
+            What the handler returned.
 
         Raises:
             NotRegisteredError: If the operation, its handler or its pipeline is missing.
@@ -289,7 +303,9 @@ class Registry:
         """
         op, pipeline, ctx = self._prepare(operation, payload, context)
         assert op.handler is not None
-        return await pipeline.execute_async(op.handler, payload, context=ctx)
+        if is_async_handler(op.handler):
+            return await pipeline.execute_async(op.handler, payload, context=ctx)
+        return await asyncio.to_thread(pipeline.execute, op.handler, payload, context=ctx)
 
     # -- schema -------------------------------------------------------------------------------
 

@@ -67,7 +67,9 @@ class OutboxItem:
         operation: Name of the operation whose handler replays it.
         payload: The JSON payload handed to the handler.
         idempotency_key: The key every replay carries.
-        attempts: Replays started so far (a replay cut short by a crash counts).
+        attempts: Replays started and not given back: one that ended, or was cut short by a
+            crash, counts; one interrupted at shutdown (given back), or of an item the drainer
+            cannot run, does not.
         next_run_at: Wall-clock time (epoch seconds) before which it is not replayed.
         created_at: Wall-clock time it was enqueued.
         state: Where it is in its life.
@@ -178,8 +180,12 @@ class Backend(Protocol):
         """Move a leased item to the dead-letter state."""
         ...
 
-    def release(self, item: OutboxItem, now: float) -> bool:
-        """Give a leased item back untouched (its attempt is not counted)."""
+    def release(self, item: OutboxItem, now: float, next_run_at: float | None = None) -> bool:
+        """Give a leased item back unrun: pending, its attempt not counted.
+
+        With ``next_run_at`` it is not due before then (an item this drainer cannot run);
+        without, it is due when it was before it was leased.
+        """
         ...
 
     def stats(self) -> OutboxStats:

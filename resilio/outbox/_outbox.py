@@ -38,7 +38,8 @@ class Outbox:
 
     The operation name is not checked against any registry when enqueueing: the outbox does
     not know the registry that will drain it. An item whose operation the drainer's registry
-    does not know is dead-lettered by the drainer with the reason ``unknown operation '<name>'``.
+    does not know is not dead-lettered: the drainer gives it back pending, its attempts
+    unchanged, not due again for the drainer's lease, and counts it as ``skipped``.
 
     Args:
         store: A backend (:class:`~resilio.outbox.sqlite.SQLiteBackend`,
@@ -274,7 +275,7 @@ class Outbox:
         *,
         operation: str,
         payload: Any,
-        idempotency_key: str | None,
+        idempotency_key: str | None = None,
         classification: Classification | None = None,
     ) -> Queued:
         """Store one item durably; it is replayable as soon as this returns.
@@ -282,7 +283,8 @@ class Outbox:
         Args:
             operation: Name of the operation whose handler replays the work.
             payload: JSON-serialisable description of the work.
-            idempotency_key: Key carried by every replay; one is generated if ``None``.
+            idempotency_key: Key carried by every replay; when omitted (or ``None``) a fresh
+                one is generated (``Queued.idempotency_key``), so the item is never a duplicate.
             classification: The failure that made the caller queue the work; its
                 ``retry_after`` delays the first replay.
 
@@ -331,7 +333,7 @@ class Outbox:
         *,
         operation: str,
         payload: Any,
-        idempotency_key: str | None,
+        idempotency_key: str | None = None,
         classification: Classification | None = None,
     ) -> Queued:
         """Like :meth:`enqueue`, writing from a worker thread so the event loop never blocks."""

@@ -165,9 +165,19 @@ def _open(args: argparse.Namespace, registry: Any = None) -> Outbox:
 
 
 def _run(args: argparse.Namespace, body: Any) -> int:
+    # A closed standard output (``resilio outbox list ... | head``) exits 141 quietly, as the
+    # other ``resilio`` commands do, also under another program (``resilio-customerio outbox``).
+    from resilio.cli import quiet_on_closed_pipe
+
+    return quiet_on_closed_pipe(lambda: _report_errors(args, body))
+
+
+def _report_errors(args: argparse.Namespace, body: Any) -> int:
     out: TextIO = sys.stdout
     try:
         return int(body(args, out))
+    except BrokenPipeError:
+        raise  # the reader went away: not an error of the outbox
     except _UsageError as exc:
         print(f"resilio outbox: {exc}", file=sys.stderr)
         return 2
@@ -269,14 +279,24 @@ def _drain(args: argparse.Namespace) -> int:
             drainer.install_signal_handlers(grace=args.grace)
             drainer.run(threading.Event())
             print("stopped", file=out)
-        else:
-            r = drainer.drain_once(args.limit)
-            print(
-                f"delivered {r.delivered}, retried {r.retried}, dead {r.dead}, "
-                f"lost leases {r.lost}",
-                file=out,
-            )
+            outbox.close()
+            return 0
+        r = drainer.drain_once(args.limit)
+        print(
+            f"delivered {r.delivered}, retried {r.retried}, dead {r.dead}, "
+            f"skipped {r.skipped}, lost leases {r.lost}",
+            file=out,
+        )
         outbox.close()
+        if r.skipped:
+            reasons = "; ".join(r.skipped_operations[name] for name in sorted(r.skipped_operations))
+            print(
+                f"resilio outbox drain: skipped {r.skipped} item(s) this drainer cannot run "
+                f"({reasons}); they stay pending, attempts unchanged, due again in "
+                f"{args.lease:g}s",
+                file=sys.stderr,
+            )
+            return 1
         return 0
 
     return _run(args, body)

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import signal
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from attrs import define, frozen
+from attrs import define, field, frozen
 
 from resilio._clock import SYSTEM_CLOCK, Clock
 from resilio._context import REPLAY_ATTRIBUTE, Context
+from resilio._operation import is_async_handler
 from resilio.classify import Classification, ErrorKind, default_classifier
+from resilio.telemetry._log import log
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -91,6 +94,11 @@ class DrainReport:
         dead: Items dead-lettered.
         released: Items given back unrun (shutdown).
         lost: Items whose lease had passed to another drainer before the result was recorded.
+        skipped: Items given back unrun because this drainer cannot run them: its registry does
+            not know their operation or pipeline, or the operation has no handler. They stay
+            pending, their attempts unchanged, and are not due again for the drainer's
+            ``lease`` seconds (another drainer, or this one after a deploy, may know them).
+        skipped_operations: For each operation skipped, why (``"unknown operation 'x'"``).
     """
 
     delivered: int = 0
@@ -98,6 +106,8 @@ class DrainReport:
     dead: int = 0
     released: int = 0
     lost: int = 0
+    skipped: int = 0
+    skipped_operations: dict[str, str] = field(factory=dict)
 
     @property
     def processed(self) -> int:
@@ -126,7 +136,8 @@ class Drainer:
             ``idempotent`` and ``pipeline``, a pipeline name or ``None``) and ``pipeline(name)``.
         clock: Source of time (wall clock for item times, monotonic for lease renewal).
         lease: Seconds an item stays leased; longer than any handler call should take. Leases of
-            a batch are renewed while it is worked through.
+            a batch are renewed while it is worked through. Also how long an item this drainer
+            cannot run (unknown operation or pipeline, no handler) waits before it is due again.
         max_attempts: Attempts after which a failing item is dead (``None``: no limit).
         max_age: Seconds after enqueueing after which a failing item is dead (``None``: no limit).
         backoff: ``attempt -> seconds`` before the next replay (default 1, 2, 4 ... 600 s).
@@ -239,6 +250,28 @@ class Drainer:
             report.retried += ok
         report.lost += not ok
 
+    def _skip(self, item: OutboxItem, error: _UnrunnableError, report: DrainReport) -> None:
+        """Give back an item this drainer cannot run, to be due again in ``lease`` seconds.
+
+        It stays pending with its attempts unchanged; the first item of each operation in a
+        pass logs a warning (names only).
+        """
+        now = self.clock.time()
+        if self.outbox.backend.release(item, now, now + self.lease):
+            report.skipped += 1
+        else:
+            report.lost += 1
+        if item.operation not in report.skipped_operations:
+            report.skipped_operations[item.operation] = error.reason
+            log(
+                "warning",
+                "resilio.outbox.skipped",
+                outbox=self.outbox.name,
+                operation=item.operation,
+                reason=error.reason,
+                retry_in=self.lease,
+            )
+
     def _expired(self, item: OutboxItem) -> bool:
         return self.max_age is not None and self.clock.time() - item.created_at > self.max_age
 
@@ -254,18 +287,23 @@ class Drainer:
         try:
             op, pipeline, ctx = self._resolve(item)
         except _UnrunnableError as exc:
-            c = Classification(kind=ErrorKind.PERMANENT, reason=exc.reason)
-            self._record(item, exc, c, report)
+            self._skip(item, exc, report)
             return
         try:
-            if pipeline is None:
-                result = op.handler(item.payload)
-                if inspect.isawaitable(result):
-                    result = asyncio.run(_await(result))
-            elif inspect.iscoroutinefunction(op.handler):
-                asyncio.run(pipeline.execute_async(op.handler, item.payload, context=ctx))
-            else:
-                pipeline.execute(op.handler, item.payload, context=ctx)
+            # Only while the handler runs may a signal interrupt (raise _GraceExpired): never
+            # while an outcome is being recorded or the item given back.
+            self._busy = True
+            try:
+                if pipeline is None:
+                    result = op.handler(item.payload)
+                    if inspect.isawaitable(result):
+                        result = asyncio.run(_await(result))
+                elif is_async_handler(op.handler):
+                    asyncio.run(pipeline.execute_async(op.handler, item.payload, context=ctx))
+                else:
+                    pipeline.execute(op.handler, item.payload, context=ctx)
+            finally:
+                self._busy = False
         except Exception as exc:
             self._record(item, exc, self._classify(pipeline, exc, ctx), report)
             return
@@ -288,21 +326,37 @@ class Drainer:
         try:
             op, pipeline, ctx = self._resolve(item)
         except _UnrunnableError as exc:
-            c = Classification(kind=ErrorKind.PERMANENT, reason=exc.reason)
-            await asyncio.to_thread(self._record, item, exc, c, report)
+            await asyncio.to_thread(self._skip, item, exc, report)
             return
+        thread: asyncio.Future[Any] | None = None
         try:
-            if pipeline is None:
-                result = op.handler(item.payload)
+            if is_async_handler(op.handler):
+                if pipeline is None:
+                    await op.handler(item.payload)
+                else:
+                    await pipeline.execute_async(op.handler, item.payload, context=ctx)
+            else:  # a plain handler runs in a worker thread: the event loop never blocks
+                if pipeline is None:
+                    call = functools.partial(op.handler, item.payload)
+                else:
+                    call = functools.partial(
+                        pipeline.execute, op.handler, item.payload, context=ctx
+                    )
+                thread = asyncio.ensure_future(asyncio.to_thread(call))
+                thread.add_done_callback(_retrieve)
+                result = await asyncio.shield(thread)
                 if inspect.isawaitable(result):
                     await result
-            else:
-                await pipeline.execute_async(op.handler, item.payload, context=ctx)
         except Exception as exc:
             c = self._classify(pipeline, exc, ctx)
             await asyncio.to_thread(self._record, item, exc, c, report)
             return
         except BaseException:
+            if thread is not None and not thread.done():
+                # Cancelled while the handler still runs in its thread, which cannot be
+                # stopped: the item stays leased, so no drainer replays it meanwhile; when the
+                # lease expires it is replayed (with the same idempotency key).
+                raise
             await asyncio.shield(asyncio.to_thread(backend.release, item, self.clock.time()))
             raise
         await asyncio.to_thread(self._record, item, None, None, report)
@@ -367,18 +421,19 @@ class Drainer:
                 if self.clock.monotonic() - leased_at > self.lease / 2:
                     backend.renew(items[i:], self.clock.time(), self.lease)
                     leased_at = self.clock.monotonic()
-                self._busy = True
                 try:
                     self._run_item(item, report)
                 except BaseException:
                     for rest in items[i + 1 :]:
                         backend.release(rest, self.clock.time())
                     raise
-                finally:
-                    self._busy = False
 
     async def drain_once_async(self, limit: int = 100) -> DrainReport:
         """Like :meth:`drain_once` on the event loop: storage calls run in worker threads.
+
+        An ``async def`` handler is awaited (through its pipeline's ``execute_async``); a plain
+        handler runs through the pipeline's ``execute`` in a worker thread, so the event loop
+        never blocks.
 
         Returns:
             What was done.
@@ -461,7 +516,14 @@ class Drainer:
         """Drain on the event loop until ``stop_event`` is set or :meth:`shutdown` is called.
 
         When stopped, the item in flight gets the grace period of :meth:`shutdown` (default
-        10 s) to finish; then it is cancelled and given back to the outbox.
+        10 s) to finish; then it is cancelled and given back to the outbox. A plain (sync)
+        handler runs in a worker thread, which cannot be cancelled: its item stays leased
+        instead, so no drainer replays it while the thread still runs, and is replayed once the
+        lease expires.
+
+        Args:
+            stop_event: Set it to stop.
+            poll_interval: Seconds to wait when no item is due.
         """
         stop = stop_event if stop_event is not None else asyncio.Event()
         rounds = 0
@@ -504,23 +566,22 @@ class Drainer:
         """Make SIGTERM and SIGINT shut the drainer down gracefully (call from the main thread).
 
         The first signal stops taking items; the item in flight has ``grace`` seconds to finish,
-        after which (or at a second signal) it is interrupted and given back to the outbox, and
-        :meth:`run` returns.
+        after which (or at a second signal) it is interrupted and given back to the outbox, its
+        attempt not counted, and :meth:`run` returns. The grace is timed with ``SIGALRM``.
         """
 
-        def on_alarm(signum: int, frame: FrameType | None) -> None:
-            if self._busy:
+        def interrupt(signum: int, frame: FrameType | None) -> None:
+            if self._busy:  # a handler is running: cut it short
                 raise _GraceExpired
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            if self._stop.is_set():
-                if self._busy:
-                    raise _GraceExpired
+            if self._stop.is_set():  # a second signal
+                interrupt(signum, frame)
                 return
             self.shutdown(grace)
-            if self._busy:
-                signal.signal(signal.SIGALRM, on_alarm)
-                signal.setitimer(signal.ITIMER_REAL, max(grace, 0.001))
+            # Armed even when no handler runs right now: one may be starting.
+            signal.signal(signal.SIGALRM, interrupt)
+            signal.setitimer(signal.ITIMER_REAL, max(grace, 0.001))
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous_handlers[sig] = signal.signal(sig, on_signal)
@@ -531,3 +592,9 @@ class Drainer:
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A handler thread that outlived its cancelled drain pass: nobody awaits its outcome.
+    if not future.cancelled():
+        future.exception()

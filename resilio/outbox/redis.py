@@ -201,14 +201,20 @@ return 1
 """
 )
 
-# ARGV: item id, token, now
+# ARGV: item id, token, now, next_run_at ("": when it was due before)
 _RELEASE = (
     _FINISH
     + """
 local attempts = tonumber(redis.call('HGET', item, 'attempts'))
 if attempts > 0 then redis.call('HSET', item, 'attempts', attempts - 1) end
 redis.call('HSET', item, 'state', 'pending', 'updated_at', ARGV[3])
-redis.call('ZADD', KEYS[2], redis.call('HGET', item, 'next_run_at'), ARGV[1])
+local at = ARGV[4]
+if at and at ~= '' then
+  redis.call('HSET', item, 'next_run_at', at)
+else
+  at = redis.call('HGET', item, 'next_run_at')
+end
+redis.call('ZADD', KEYS[2], at, ARGV[1])
 redis.call('ZADD', waiting, redis.call('HGET', item, 'created_at'), ARGV[1])
 return 1
 """
@@ -489,11 +495,13 @@ class RedisBackend:
             )
         )
 
-    def release(self, item: OutboxItem, now: float) -> bool:
-        """Give an item back unrun."""
+    def release(self, item: OutboxItem, now: float, next_run_at: float | None = None) -> bool:
+        """Give an item back unrun, its attempt uncounted (due at ``next_run_at`` if given)."""
+        at = "" if next_run_at is None else repr(next_run_at)
         return bool(
             self._release(
-                keys=self._keys(self._dead), args=[item.item_id, item.lease_token or "", repr(now)]
+                keys=self._keys(self._dead),
+                args=[item.item_id, item.lease_token or "", repr(now), at],
             )
         )
 

@@ -341,13 +341,17 @@ class SQLiteBackend:
             (kind, reason, now),
         )
 
-    def release(self, item: OutboxItem, now: float) -> bool:
-        """Return an item unrun: pending, due at once, its attempt uncounted."""
+    def release(self, item: OutboxItem, now: float, next_run_at: float | None = None) -> bool:
+        """Return an item unrun: pending, its attempt uncounted.
+
+        It is due at ``next_run_at`` if given, else when it was due before its lease.
+        """
         return self._finish(
             item,
-            "UPDATE outbox_items SET state = 'pending', lease_token = NULL, due_at = next_run_at, "
+            "UPDATE outbox_items SET state = 'pending', lease_token = NULL, "
+            "next_run_at = COALESCE(?, next_run_at), due_at = COALESCE(?, next_run_at), "
             "attempts = MAX(attempts - 1, 0), updated_at = ?",
-            (now,),
+            (next_run_at, next_run_at, now),
         )
 
     def requeue(self, item_ids: Sequence[str] | None, now: float) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -27,6 +29,15 @@ async def record_async(payload: Any) -> str:
     return "async-done"
 
 
+LOOP_RAN = threading.Event()
+
+
+def wait_for_loop(payload: Any) -> str:
+    """A sync handler that returns only once the event loop ran something meanwhile."""
+    RUNS.append((payload, threading.current_thread() is threading.main_thread()))
+    return "loop ran" if LOOP_RAN.wait(timeout=5) else "loop blocked"
+
+
 class Ops:
     """Registers two operations."""
 
@@ -35,12 +46,14 @@ class Ops:
         """Register the operations."""
         registry.add(Operation(name="shop.order", idempotent=False, handler=record, pipeline="w"))
         registry.add(Operation(name="shop.ping", idempotent=True, handler=record_async))
+        registry.add(Operation(name="shop.wait", idempotent=True, handler=wait_for_loop))
 
 
 @pytest.fixture(autouse=True)
 def _ops() -> None:
     """Register the test operations and forget earlier runs."""
     RUNS.clear()
+    LOOP_RAN.clear()
     manager.register(Ops(), name="ops")
 
 
@@ -105,6 +118,27 @@ async def test_execute_async() -> None:
     assert await registry.execute_async("shop.ping", {"n": 1}) == "async-done"
     with pytest.raises(TypeError, match="async handler"):
         registry.execute("shop.ping", {})
+
+
+async def test_execute_async_runs_a_sync_handler_through_the_pipeline(clock: FakeClock) -> None:
+    """execute_async runs a plain handler through the pipeline and returns its result."""
+    registry = load_config(
+        {"pipelines": {"w": [{"retry": {"attempts": 2}}]}}, clock=clock, telemetry=False
+    )
+    ctx = Context()
+    assert await registry.execute_async("shop.order", {"id": 2}, context=ctx) == "done"
+    assert RUNS == [{"id": 2}]
+    assert (ctx.operation, ctx.idempotent, ctx.pipeline) == ("shop.order", False, "w")
+
+
+async def test_execute_async_runs_a_sync_handler_off_the_event_loop() -> None:
+    """A plain handler runs in a worker thread: the loop goes on while it runs."""
+    registry = load_config({"pipelines": {"shop.wait": []}}, telemetry=False)
+    call = asyncio.ensure_future(registry.execute_async("shop.wait", {"n": 3}))
+    await asyncio.sleep(0)  # let the call start; then the loop runs this task again
+    LOOP_RAN.set()
+    assert await call == "loop ran"
+    assert RUNS == [({"n": 3}, False)]
 
 
 def test_missing_pipeline_for_operation() -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,8 @@ from resilio.classify import Classification, ErrorKind
 from resilio.outbox import Outbox
 from resilio.outbox import cli as outbox_cli
 from tests.outbox._fakes import FakeRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*argv: str) -> int:
@@ -116,6 +121,20 @@ def test_drain(
     assert run("outbox", "drain", "--sqlite", db) == 2
 
 
+def test_drain_skips_unknown_operations_and_exits_1(
+    db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Items of an operation the drainer does not know stay pending; exit 1 names it."""
+    monkeypatch.setattr(outbox_cli, "_registry", lambda args: FakeRegistry())
+    assert run("outbox", "drain", "--config", "x.yaml", "--sqlite", db) == 1
+    out, err = capsys.readouterr()
+    assert out.strip() == "delivered 0, retried 0, dead 0, skipped 2, lost leases 0"
+    assert "skipped 2 item(s)" in err
+    assert "unknown operation 'send'" in err
+    s = Outbox.sqlite(db).stats()
+    assert (s.pending, s.dead) == (2, 1)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -190,3 +209,58 @@ def test_limit_must_be_positive(
         run("outbox", argv[0], "--sqlite", db, *argv[1:])
     assert exit_info.value.code == 2
     assert "expected a whole number of at least 1" in capsys.readouterr().err
+
+
+def _resilio(*argv: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "resilio", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["stats"],
+        ["stats", "--json"],
+        ["list"],
+        ["list", "--json"],
+        ["dead"],
+        ["requeue", "--all"],
+        ["purge"],
+        ["drain"],
+    ],
+    ids=" ".join,
+)
+def test_closed_stdout_exits_141_quietly(db: str, tmp_path: Path, argv: list[str]) -> None:
+    """A reader that closed standard output before anything was written: 141, nothing on
+    stderr, like `resilio schema | head`."""
+    if argv == ["drain"]:  # an empty outbox: nothing to skip, only the summary line to print
+        db = str(tmp_path / "empty.db")
+        Outbox.sqlite(db).close()
+    config = tmp_path / "c.yaml"
+    config.write_text(f"outbox: {{kind: sqlite, path: {db}}}\npipelines: {{}}\n")
+    proc = _resilio("outbox", *argv, "--config", str(config))
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.decode()) == (141, "")
+
+
+def test_list_piped_to_head(tmp_path: Path) -> None:
+    """`resilio outbox list --limit 3000 | head -1`: the first line arrives, then 141, quietly."""
+    path = tmp_path / "big.db"
+    box = Outbox.sqlite(path)
+    box.enqueue_many({"operation": "send", "payload": i} for i in range(3000))
+    box.close()
+    proc = _resilio("outbox", "list", "--sqlite", str(path), "--limit", "3000")
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # more than a pipe buffer follows: the writer blocks
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert b" send " in first
+    assert (proc.returncode, err.decode()) == (141, "")

@@ -195,14 +195,18 @@ class TestDrainOnce:
         assert calls == []
         assert outbox.items("dead")[0].error_reason == "max age exceeded"
 
-    def test_unknown_operation_is_dead(
+    def test_unknown_operation_is_given_back_pending(
         self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
     ) -> None:
-        """An item whose operation is not registered is dead, the reason naming the operation."""
+        """An item whose operation is not registered here is skipped, not dead: pending again,
+        its attempts unchanged, due again only after the drainer's lease."""
         fill(outbox, 1, op="nope")
-        assert Drainer(outbox, registry, clock=clock).drain_once().dead == 1
-        [item] = outbox.items("dead")
-        assert (item.error_kind, item.error_reason) == ("permanent", "unknown operation 'nope'")
+        report = Drainer(outbox, registry, clock=clock, lease=30).drain_once()
+        assert (report.skipped, report.dead, report.processed) == (1, 0, 0)
+        assert report.skipped_operations == {"nope": "unknown operation 'nope'"}
+        [item] = outbox.items("pending")
+        assert (item.attempts, item.next_run_at) == (0, clock.time() + 30)
+        assert outbox.stats().dead == 0
 
     def test_each_item_runs_once_per_pass(
         self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
@@ -369,6 +373,90 @@ class TestRun:
         assert item.attempts == 0
 
 
+class TestSyncHandlerOnTheLoop:
+    """The async paths run a plain handler in a worker thread, through pipeline.execute."""
+
+    @pytest.mark.parametrize("pipeline", ["replay", None], ids=["pipeline", "no-pipeline"])
+    async def test_drain_once_async_delivers(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock, pipeline: str | None
+    ) -> None:
+        """A sync handler's item is delivered, the handler called once off the main thread."""
+        calls: list[tuple[Any, bool]] = []
+
+        def handler(p: Any) -> str:
+            calls.append((p, threading.current_thread() is threading.main_thread()))
+            return "ok"
+
+        registry.add("send", handler, pipeline=pipeline)
+        fill(outbox, 1)
+        report = await Drainer(outbox, registry, clock=clock).drain_once_async()
+        assert (report.delivered, report.retried, report.dead) == (1, 0, 0)
+        assert calls == [({"n": 0}, False)]
+        assert outbox.stats().done == 1
+
+    async def test_the_loop_runs_while_the_handler_does(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """While a sync handler runs, the event loop goes on (here: it unblocks the handler)."""
+        started, loop_ran = threading.Event(), threading.Event()
+        outcomes: list[bool] = []
+
+        def handler(p: Any) -> None:
+            started.set()
+            outcomes.append(loop_ran.wait(timeout=5))
+
+        registry.add("send", handler)
+        fill(outbox, 1)
+        drain = asyncio.ensure_future(Drainer(outbox, registry, clock=clock).drain_once_async())
+        assert await asyncio.to_thread(started.wait, 5)
+        loop_ran.set()
+        assert (await drain).delivered == 1
+        assert outcomes == [True]
+
+    async def test_failure_is_classified_by_the_pipeline(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """A sync handler's exception goes through the pipeline's classifier: retried, 1 attempt."""
+
+        def handler(p: Any) -> None:
+            raise Boom
+
+        registry.add("send", handler)
+        fill(outbox, 1)
+        assert (await Drainer(outbox, registry, clock=clock).drain_once_async()).retried == 1
+        [item] = outbox.items("pending")
+        assert (item.attempts, item.error_reason) == (1, "http 503")
+
+    async def test_run_async_keeps_the_lease_of_a_handler_still_running(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """After the grace, a sync handler's thread still runs: its item stays leased until the
+        lease expires, then it is replayed."""
+        started, gate = threading.Event(), threading.Event()
+        runs: list[Any] = []
+
+        def handler(p: Any) -> None:
+            runs.append(p)
+            started.set()
+            gate.wait(timeout=5)
+
+        registry.add("send", handler)
+        fill(outbox, 1)
+        drainer = Drainer(outbox, registry, clock=clock, lease=30)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(drainer.run_async(stop, poll_interval=0.01))
+        assert await asyncio.to_thread(started.wait, 5)
+        drainer.shutdown(grace=0)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        s = outbox.stats()
+        assert (s.leased, s.pending, s.done) == (1, 0, 0)
+        gate.set()
+        clock.advance(31)
+        assert (await Drainer(outbox, registry, clock=clock).drain_once_async()).delivered == 1
+        assert len(runs) == 2
+
+
 def test_real_operation_uses_its_pipeline_name(
     outbox: Outbox, registry: FakeRegistry, clock: FakeClock
 ) -> None:
@@ -386,14 +474,80 @@ def test_real_operation_uses_its_pipeline_name(
     assert seen == [{"n": 0}]
 
 
-def test_operation_without_handler_or_pipeline_is_dead(
+def test_operation_without_handler_or_pipeline_is_skipped(
     outbox: Outbox, registry: FakeRegistry, clock: FakeClock
 ) -> None:
-    """Items whose operation has no handler, or an unknown pipeline, are dead with a reason."""
+    """Items whose operation has no handler, or an unknown pipeline, are skipped with a reason."""
     registry.add("nohandler", None)  # type: ignore[arg-type]
     registry.add("nopipe", lambda p: None, pipeline="missing")
     for op in ("nohandler", "nopipe"):
         outbox.enqueue(operation=op, payload=1, idempotency_key=op)
-    assert Drainer(outbox, registry, clock=clock).drain_once().dead == 2
-    reasons = sorted(i.error_reason or "" for i in outbox.items("dead"))
-    assert reasons == ["operation 'nohandler' has no handler", "unknown pipeline 'missing'"]
+    report = Drainer(outbox, registry, clock=clock).drain_once()
+    assert (report.skipped, report.dead) == (2, 0)
+    assert report.skipped_operations == {
+        "nohandler": "operation 'nohandler' has no handler",
+        "nopipe": "unknown pipeline 'missing'",
+    }
+    assert sorted(i.attempts for i in outbox.items("pending")) == [0, 0]
+
+
+class TestUnrunnable:
+    """Items this drainer cannot run are given back, never dead-lettered."""
+
+    def test_not_due_again_until_the_lease_has_passed(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """A drainer does not spin on a skipped item: the next pass within the lease finds
+        nothing; after it, the item is skipped again, attempts still 0."""
+        fill(outbox, 1, op="nope")
+        drainer = Drainer(outbox, registry, clock=clock, lease=30)
+        assert drainer.drain_once().skipped == 1
+        clock.advance(29)
+        assert drainer.drain_once().skipped == 0
+        clock.advance(2)
+        assert drainer.drain_once().skipped == 1
+        assert [i.attempts for i in outbox.items("pending")] == [0]
+
+    def test_runs_once_a_drainer_knows_the_operation(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """After a deploy registers the operation, the skipped item is delivered, 1st attempt."""
+        fill(outbox, 1, op="later")
+        assert Drainer(outbox, registry, clock=clock).drain_once().skipped == 1
+        attempts: list[int] = []
+        registry.add("later", lambda p: attempts.append(len(attempts) + 1))
+        clock.advance(30)
+        assert Drainer(outbox, registry, clock=clock).drain_once().delivered == 1
+        assert attempts == [1]
+        assert outbox.stats().done == 1
+
+    def test_warns_once_per_pass_and_operation(
+        self,
+        outbox: Outbox,
+        registry: FakeRegistry,
+        clock: FakeClock,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Three items of one unknown operation and one of another: two warnings, names only."""
+        import logging
+
+        fill(outbox, 3, op="a.missing")
+        outbox.enqueue(operation="b.missing", payload={"secret": "CANARY"}, idempotency_key="b")
+        with caplog.at_level(logging.WARNING, logger="resilio"):
+            report = Drainer(outbox, registry, clock=clock).drain_once()
+        assert report.skipped == 4
+        lines = [r for r in caplog.records if r.name == "resilio"]
+        assert [r.resilio_fields["operation"] for r in lines] == ["a.missing", "b.missing"]  # type: ignore[attr-defined]
+        assert {r.resilio_event for r in lines} == {"resilio.outbox.skipped"}  # type: ignore[attr-defined]
+        assert all(r.levelno == logging.WARNING for r in lines)
+        assert "CANARY" not in caplog.text
+
+    async def test_async_pass_skips_too(
+        self, outbox: Outbox, registry: FakeRegistry, clock: FakeClock
+    ) -> None:
+        """drain_once_async gives an unrunnable item back the same way."""
+        fill(outbox, 1, op="nope")
+        report = await Drainer(outbox, registry, clock=clock, lease=10).drain_once_async()
+        assert (report.skipped, report.dead) == (1, 0)
+        [item] = outbox.items("pending")
+        assert (item.attempts, item.next_run_at) == (0, clock.time() + 10)

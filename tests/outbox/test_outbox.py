@@ -68,6 +68,21 @@ class TestEnqueue:
         assert a.idempotency_key.startswith("outbox-")
         assert {i.idempotency_key for i in outbox.items()} == {a.idempotency_key, b.idempotency_key}
 
+    def test_key_may_be_omitted(self, outbox: Outbox) -> None:
+        """enqueue() without idempotency_key= generates one, as enqueue_many does."""
+        a = outbox.enqueue(operation="op", payload=1)
+        b = outbox.enqueue(operation="op", payload=1)
+        assert (a.duplicate, b.duplicate) == (False, False)
+        assert a.idempotency_key.startswith("outbox-")
+        assert a.idempotency_key != b.idempotency_key
+        assert {i.idempotency_key for i in outbox.items()} == {a.idempotency_key, b.idempotency_key}
+
+    async def test_key_may_be_omitted_async(self, outbox: Outbox) -> None:
+        """enqueue_async() without idempotency_key= generates one too."""
+        q = await outbox.enqueue_async(operation="op", payload=1)
+        assert q.idempotency_key.startswith("outbox-")
+        assert [i.idempotency_key for i in outbox.items()] == [q.idempotency_key]
+
     def test_unserialisable_payload_is_refused_without_content(self, outbox: Outbox) -> None:
         """A payload that is not JSON raises TypeError naming the operation, not the payload."""
         with pytest.raises(TypeError, match="'send'") as info:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,36 @@ def test_signal_returns_an_item_that_outlives_the_grace(
     proc.send_signal(signum)
     proc.communicate(timeout=10)
     assert proc.returncode == 0
+    s = outbox.stats()
+    assert (s.done, s.pending, s.leased) == (0, 2, 0)
+    assert [i.attempts for i in outbox.items("pending")] == [0, 0]
+    assert Sink(backend_kind, sink_target).deliveries() == []
+    outbox.close()
+
+
+@pytest.mark.slow
+@SIGNALS
+def test_second_signal_interrupts_the_item_in_flight(
+    backend_kind: str, targets: tuple[str, str], signum: signal.Signals
+) -> None:
+    """With a long grace, a second signal interrupts the item at once; it is given back, its
+    attempt uncounted, and the drainer exits 0 long before the grace or the item would end."""
+    target, sink_target = targets
+    outbox = _fill(backend_kind, target, 60, 2)
+    Sink(backend_kind, sink_target)
+    proc = _serve(backend_kind, target, sink_target, grace=60)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    assert proc.stdout.readline().split()[0] == "started"
+    proc.send_signal(signum)
+    time.sleep(0.5)  # two signals at once would be handled as one
+    assert proc.poll() is None  # the first signal leaves the item its grace
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=20)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 0
+    assert out.strip().endswith("stopped")
     s = outbox.stats()
     assert (s.done, s.pending, s.leased) == (0, 2, 0)
     assert [i.attempts for i in outbox.items("pending")] == [0, 0]
