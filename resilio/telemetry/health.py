@@ -56,16 +56,24 @@ __all__ = [
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 _RANK = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
 
-_pipelines: weakref.WeakKeyDictionary[Pipeline, PipelineStats] = weakref.WeakKeyDictionary()
+# The values are weak too: a pipeline owns its stats, and the stats hold its policies, whose
+# state may lead back to the pipeline (a breaker's opening failure keeps its traceback's frames):
+# a strong value would then keep its own key, and so the pipeline, alive for good.
+_pipelines: weakref.WeakKeyDictionary[Pipeline, weakref.ref[PipelineStats]] = (
+    weakref.WeakKeyDictionary()
+)
 _probes: dict[str, Callable[[], object]] = {}
 _outbox_history: dict[str, deque[int]] = {}
 _lock = threading.Lock()
 
 
 def register_pipeline(pipeline: Pipeline, stats: PipelineStats) -> None:
-    """Make an instrumented pipeline known to :func:`health` (for as long as it lives)."""
+    """Make an instrumented pipeline known to :func:`health` (for as long as it lives).
+
+    Both are held weakly: the pipeline must keep ``stats`` alive (its instrumentation does).
+    """
     with _lock:
-        _pipelines[pipeline] = stats
+        _pipelines[pipeline] = weakref.ref(stats)
 
 
 def register_probe(operation: str, probe: Callable[[], object]) -> None:
@@ -398,6 +406,11 @@ def _resolve(source: Any) -> list[Any]:
     return list(unique.values())
 
 
+def _stats(known: Mapping[Any, weakref.ref[PipelineStats]], pipeline: Any) -> PipelineStats | None:
+    ref = known.get(pipeline)
+    return ref() if ref is not None else None
+
+
 def _outboxes() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, depth in outbox_depths().items():
@@ -449,7 +462,7 @@ def health(source: Any = None, *, probe: bool = False) -> HealthReport:
     with _lock:
         known = dict(_pipelines.items())
     entries, warnings = _mark_duplicates(
-        tuple(_pipeline_health(pipeline, known.get(pipeline)) for pipeline in _resolve(source))
+        tuple(_pipeline_health(pipeline, _stats(known, pipeline)) for pipeline in _resolve(source))
     )
     outboxes = _outboxes()
     probes = _run_probes(time.monotonic) if probe else {}
