@@ -3,9 +3,11 @@
 :func:`health` looks at pipelines (all live instrumented ones, a registry, or a list) and returns a
 :class:`HealthReport`:
 
-* **unhealthy** when a circuit breaker is open or an active probe failed;
-* **degraded** when a breaker is half-open, a shared breaker lost its store (it runs on local
-  state), or an outbox has grown at each of the last three reports;
+* **unhealthy** when a circuit breaker is open (its break not yet over) or isolated, or an
+  active probe failed;
+* **degraded** when a breaker is half-open or its break is over (the next call is a trial), a
+  shared breaker lost its store (it runs on local state), or an outbox has grown at each of the
+  last three reports;
 * **healthy** otherwise.
 
 Pipelines are reported one entry each, even when several share a name: those entries have
@@ -106,11 +108,14 @@ class PolicyHealth:
     Attributes:
         name: The policy's name.
         kind: The policy's kind (``"circuit_breaker"``, ``"bulkhead"``, ...).
-        state: A breaker's state (``"closed"``, ``"half_open"``, ``"open"``), else ``None``.
+        state: A breaker's state (``"closed"``, ``"half_open"``, ``"open"``, ``"isolated"``),
+            else ``None``.
         saturation: For bulkheads and rate limiters, how full they are (0.0 to 1.0), if known.
-        status: The policy's own status: ``"unhealthy"`` for an open breaker, ``"degraded"``
-            for a half-open one or a shared one whose store is unreachable, else ``"healthy"``.
-        reason: Why it is not healthy (``"open"``, ``"half_open"``, ``"store_degraded"``), else
+        status: The policy's own status: ``"unhealthy"`` for an open or isolated breaker,
+            ``"degraded"`` for a half-open one, an open one whose break has elapsed (its next
+            call is a trial) or a shared one whose store is unreachable, else ``"healthy"``.
+        reason: Why it is not healthy (``"open"``, ``"isolated"``, ``"half_open"``,
+            ``"store_degraded"``, or ``"break elapsed: the next call is a trial"``), else
             ``None``.
         details: Other public figures of the policy (in use, queued, available,
             ``store_degraded`` for shared breakers, ...).
@@ -267,28 +272,49 @@ def _option(policy: Policy, *names: str) -> float | int | None:
     return None
 
 
-def _store_degraded(policy: Policy) -> bool | None:
-    """Whether a shared breaker runs on local state because its store failed (None: no store)."""
-    if getattr(getattr(policy, "options", None), "store", None) is None:
-        return None
+_BREAK_ELAPSED = "break elapsed: the next call is a trial"
+"""The reason of an open breaker whose break is over: it waits only for a call to try."""
+
+
+def _snapshot(policy: Policy) -> Any:
+    """The breaker's ``snapshot()``, or ``None`` if it has none or it cannot be read."""
     snapshot = getattr(policy, "snapshot", None)
     if not callable(snapshot):
         return None
     try:
-        return bool(getattr(snapshot(), "degraded", False))
+        return snapshot()
     except Exception:  # a breaker whose snapshot cannot be read is reported without it
         return None
 
 
+def _breaker_state(policy: Policy) -> str:
+    state = state_name(policy)
+    if state is not None:
+        return state
+    value = getattr(getattr(policy, "state", None), "value", None)
+    return "isolated" if value == "isolated" else "unknown"
+
+
 def _breaker_health(policy: Policy) -> PolicyHealth:
-    state = state_name(policy) or "unknown"
+    state = _breaker_state(policy)
     details: dict[str, float | int | str | bool] = {}
-    degraded = _store_degraded(policy)
-    if degraded is not None:
+    shared = getattr(getattr(policy, "options", None), "store", None) is not None
+    snapshot = _snapshot(policy) if shared or state == "open" else None
+    degraded = None
+    if shared and snapshot is not None:  # None: no store, or a snapshot that cannot be read
+        degraded = bool(getattr(snapshot, "degraded", False))
         details["store_degraded"] = degraded
     status, reason = HEALTHY, None
-    if state == "open":
-        status, reason = UNHEALTHY, "open"
+    if state == "isolated":  # refuses every call until reset()
+        status, reason = UNHEALTHY, "isolated"
+    elif state == "open":
+        retry_after = _number(getattr(snapshot, "retry_after", None))
+        if retry_after is not None and retry_after <= 0:
+            # Nothing but a call ends the break: reporting it unhealthy would keep away (behind
+            # a readiness check) the very call that would try the service again.
+            status, reason = DEGRADED, _BREAK_ELAPSED
+        else:
+            status, reason = UNHEALTHY, "open"
     elif state == "half_open":
         status, reason = DEGRADED, "half_open"
     elif degraded:

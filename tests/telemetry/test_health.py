@@ -83,6 +83,45 @@ class TestStatus:
         assert seen["report"].http_status == 200
         assert health(p).status == "healthy"
 
+    def test_isolated_breaker_is_unhealthy(self, clock: FakeClock) -> None:
+        """An isolate()d breaker refuses every call: unhealthy (503), its reason "isolated"."""
+        breaker = CircuitBreaker(name="cb", break_duration=1)
+        p = Pipeline([breaker], name="iso", clock=clock)
+        breaker.isolate()
+        clock.advance(3600)  # isolation has no break to elapse
+        report = health(p)
+        assert (report.status, report.http_status) == ("unhealthy", 503)
+        policy = report.pipeline("iso").policies[0]
+        assert (policy.state, policy.status, policy.reason) == ("isolated", "unhealthy", "isolated")
+        assert report.reasons == ("pipeline 'iso': circuit_breaker 'cb': isolated",)
+        breaker.reset()
+        assert health(p).status == "healthy"
+
+    def test_elapsed_break_is_degraded(self, clock: FakeClock) -> None:
+        """Open with its break over (the next call is a trial): degraded (200), not unhealthy."""
+        breaker = CircuitBreaker(name="cb", failure_threshold=1, break_duration=10)
+        p = Pipeline([breaker], name="elapsed", clock=clock)
+        with pytest.raises(ConnectionError):
+            p.execute(_failing)
+        clock.advance(9.5)
+        report = health(p)
+        assert (report.status, report.http_status) == ("unhealthy", 503)
+        assert report.pipeline("elapsed").policies[0].reason == "open"
+        clock.advance(0.5)
+        report = health(p)
+        assert (report.status, report.http_status) == ("degraded", 200)
+        policy = report.pipeline("elapsed").policies[0]
+        assert (policy.state, policy.status, policy.reason) == (
+            "open",
+            "degraded",
+            "break elapsed: the next call is a trial",
+        )
+        assert report.reasons == (
+            "pipeline 'elapsed': circuit_breaker 'cb': break elapsed: the next call is a trial",
+        )
+        assert p.execute(lambda: 1) == 1  # the trial succeeds and closes the circuit
+        assert health(p).status == "healthy"
+
     def test_last_times_and_latency(self, clock: FakeClock) -> None:
         """Last success/failure are wall times and latencies give p50/p95/p99 of recent calls."""
         p = Pipeline([], name="lat", clock=clock)
