@@ -120,6 +120,8 @@ class SharedSync:
             transition = breaker._machine.adopt(
                 now, state, now + max(until - shared.now, 0.0), shared.openings
             )
+            if transition is not None and transition.state is _CLOSED:
+                breaker._opened_by = None
         if transition is not None and shared.state != "half_open":
             breaker._report(transition, env, ctx, None)
 

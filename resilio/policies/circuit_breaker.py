@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from attrs import field, frozen
 
@@ -28,6 +29,9 @@ from resilio.events import (
 )
 from resilio.policies._base import Args, Env, Kwargs, Layer, Policy
 from resilio.policies._breaker_state import BreakerMachine, BreakerRules, CircuitState, Transition
+
+if TYPE_CHECKING:
+    from resilio._clock import Clock
 
 __all__ = ["BreakerSnapshot", "CircuitBreaker", "CircuitBreakerOptions", "CircuitState"]
 
@@ -261,7 +265,14 @@ class CircuitBreaker(Policy):
         self._machine = BreakerMachine(options.rules())
         self._lock = threading.Lock()
         self._trial_ids = itertools.count(1)
-        self._envs: list[Env] = []
+        # The breaker's layers, weakly and in the order they were made: a pipeline holds its
+        # layers (and its layers its Env, whose emit holds the pipeline), so holding them
+        # strongly would keep every pipeline the breaker was ever put in alive.
+        self._layer_ids = itertools.count()
+        self._layers: weakref.WeakValueDictionary[int, _BreakerLayer] = (
+            weakref.WeakValueDictionary()
+        )
+        self._clock: Clock | None = None  # the first pipeline's clock, for snapshot()
         self._opened_by: BaseException | None = None
         self._failures = 0
         self._rejections = 0
@@ -290,7 +301,7 @@ class CircuitBreaker(Policy):
         was put in (the system clock if none).
         """
         m = self._machine
-        clock = self._envs[0].clock if self._envs else SYSTEM_CLOCK
+        clock = self._clock if self._clock is not None else SYSTEM_CLOCK
         now = clock.monotonic()
         offset = clock.time() - now
 
@@ -416,6 +427,8 @@ class CircuitBreaker(Policy):
                 transition = m.record(now, not outcome, slow) if outcome is not None else None
             else:
                 transition = m.trial_done(now, admission, outcome)
+            if transition is not None and transition.state is _CLOSED:
+                self._opened_by = None  # its traceback would keep the pipeline it came from
             if outcome is False:
                 self._failures += 1
                 self._last_failure_at = now
@@ -481,21 +494,39 @@ class CircuitBreaker(Policy):
             )
         env.emit(event)
 
+    def _live_envs(self) -> list[Env]:
+        """The Env of each live pipeline the breaker is in, once per pipeline, oldest first."""
+        with self._lock:
+            layers = list(self._layers.values())
+        return list({id(layer.env): layer.env for layer in layers}.values())
+
     def _report_all(self, transition: Transition) -> None:
-        """Report a manual transition to every pipeline the breaker is in."""
-        for env in tuple(self._envs):
+        """Report a manual transition once to each live pipeline the breaker is in."""
+        for env in self._live_envs():
             self._report(transition, env, None, None)
 
     def make_layer(self, inner: Layer, env: Env) -> Layer:
-        """Build the breaker's layer for one pipeline."""
-        self._envs.append(env)
-        return _BreakerLayer(inner, env, self)
+        """Build the breaker's layer for one pipeline (held weakly: the pipeline owns it)."""
+        layer = _BreakerLayer(inner, env, self)
+        with self._lock:
+            if self._clock is None:
+                self._clock = env.clock
+            self._layers[next(self._layer_ids)] = layer
+        return layer
 
 
 class _BreakerLayer(Layer):
     """Drives a breaker around each call; the closed-state success path does almost nothing."""
 
-    __slots__ = ("_breaker", "_fast", "_inner_run", "_inner_run_async", "_machine", "_track")
+    __slots__ = (
+        "__weakref__",
+        "_breaker",
+        "_fast",
+        "_inner_run",
+        "_inner_run_async",
+        "_machine",
+        "_track",
+    )
 
     def __init__(self, inner: Layer, env: Env, breaker: CircuitBreaker) -> None:
         super().__init__(inner, env, breaker)

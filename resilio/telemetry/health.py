@@ -3,9 +3,11 @@
 :func:`health` looks at pipelines (all live instrumented ones, a registry, or a list) and returns a
 :class:`HealthReport`:
 
-* **unhealthy** when a circuit breaker is open or an active probe failed;
-* **degraded** when a breaker is half-open, a shared breaker lost its store (it runs on local
-  state), or an outbox has grown at each of the last three reports;
+* **unhealthy** when a circuit breaker is open (its break not yet over) or isolated, or an
+  active probe failed;
+* **degraded** when a breaker is half-open or its break is over (the next call is a trial), a
+  shared breaker lost its store (it runs on local state), or an outbox has grown at each of the
+  last three reports;
 * **healthy** otherwise.
 
 Pipelines are reported one entry each, even when several share a name: those entries have
@@ -56,16 +58,24 @@ __all__ = [
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 _RANK = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
 
-_pipelines: weakref.WeakKeyDictionary[Pipeline, PipelineStats] = weakref.WeakKeyDictionary()
+# The values are weak too: a pipeline owns its stats, and the stats hold its policies, whose
+# state may lead back to the pipeline (a breaker's opening failure keeps its traceback's frames):
+# a strong value would then keep its own key, and so the pipeline, alive for good.
+_pipelines: weakref.WeakKeyDictionary[Pipeline, weakref.ref[PipelineStats]] = (
+    weakref.WeakKeyDictionary()
+)
 _probes: dict[str, Callable[[], object]] = {}
 _outbox_history: dict[str, deque[int]] = {}
 _lock = threading.Lock()
 
 
 def register_pipeline(pipeline: Pipeline, stats: PipelineStats) -> None:
-    """Make an instrumented pipeline known to :func:`health` (for as long as it lives)."""
+    """Make an instrumented pipeline known to :func:`health` (for as long as it lives).
+
+    Both are held weakly: the pipeline must keep ``stats`` alive (its instrumentation does).
+    """
     with _lock:
-        _pipelines[pipeline] = stats
+        _pipelines[pipeline] = weakref.ref(stats)
 
 
 def register_probe(operation: str, probe: Callable[[], object]) -> None:
@@ -98,11 +108,14 @@ class PolicyHealth:
     Attributes:
         name: The policy's name.
         kind: The policy's kind (``"circuit_breaker"``, ``"bulkhead"``, ...).
-        state: A breaker's state (``"closed"``, ``"half_open"``, ``"open"``), else ``None``.
+        state: A breaker's state (``"closed"``, ``"half_open"``, ``"open"``, ``"isolated"``),
+            else ``None``.
         saturation: For bulkheads and rate limiters, how full they are (0.0 to 1.0), if known.
-        status: The policy's own status: ``"unhealthy"`` for an open breaker, ``"degraded"``
-            for a half-open one or a shared one whose store is unreachable, else ``"healthy"``.
-        reason: Why it is not healthy (``"open"``, ``"half_open"``, ``"store_degraded"``), else
+        status: The policy's own status: ``"unhealthy"`` for an open or isolated breaker,
+            ``"degraded"`` for a half-open one, an open one whose break has elapsed (its next
+            call is a trial) or a shared one whose store is unreachable, else ``"healthy"``.
+        reason: Why it is not healthy (``"open"``, ``"isolated"``, ``"half_open"``,
+            ``"store_degraded"``, or ``"break elapsed: the next call is a trial"``), else
             ``None``.
         details: Other public figures of the policy (in use, queued, available,
             ``store_degraded`` for shared breakers, ...).
@@ -259,28 +272,49 @@ def _option(policy: Policy, *names: str) -> float | int | None:
     return None
 
 
-def _store_degraded(policy: Policy) -> bool | None:
-    """Whether a shared breaker runs on local state because its store failed (None: no store)."""
-    if getattr(getattr(policy, "options", None), "store", None) is None:
-        return None
+_BREAK_ELAPSED = "break elapsed: the next call is a trial"
+"""The reason of an open breaker whose break is over: it waits only for a call to try."""
+
+
+def _snapshot(policy: Policy) -> Any:
+    """The breaker's ``snapshot()``, or ``None`` if it has none or it cannot be read."""
     snapshot = getattr(policy, "snapshot", None)
     if not callable(snapshot):
         return None
     try:
-        return bool(getattr(snapshot(), "degraded", False))
+        return snapshot()
     except Exception:  # a breaker whose snapshot cannot be read is reported without it
         return None
 
 
+def _breaker_state(policy: Policy) -> str:
+    state = state_name(policy)
+    if state is not None:
+        return state
+    value = getattr(getattr(policy, "state", None), "value", None)
+    return "isolated" if value == "isolated" else "unknown"
+
+
 def _breaker_health(policy: Policy) -> PolicyHealth:
-    state = state_name(policy) or "unknown"
+    state = _breaker_state(policy)
     details: dict[str, float | int | str | bool] = {}
-    degraded = _store_degraded(policy)
-    if degraded is not None:
+    shared = getattr(getattr(policy, "options", None), "store", None) is not None
+    snapshot = _snapshot(policy) if shared or state == "open" else None
+    degraded = None
+    if shared and snapshot is not None:  # None: no store, or a snapshot that cannot be read
+        degraded = bool(getattr(snapshot, "degraded", False))
         details["store_degraded"] = degraded
     status, reason = HEALTHY, None
-    if state == "open":
-        status, reason = UNHEALTHY, "open"
+    if state == "isolated":  # refuses every call until reset()
+        status, reason = UNHEALTHY, "isolated"
+    elif state == "open":
+        retry_after = _number(getattr(snapshot, "retry_after", None))
+        if retry_after is not None and retry_after <= 0:
+            # Nothing but a call ends the break: reporting it unhealthy would keep away (behind
+            # a readiness check) the very call that would try the service again.
+            status, reason = DEGRADED, _BREAK_ELAPSED
+        else:
+            status, reason = UNHEALTHY, "open"
     elif state == "half_open":
         status, reason = DEGRADED, "half_open"
     elif degraded:
@@ -398,6 +432,11 @@ def _resolve(source: Any) -> list[Any]:
     return list(unique.values())
 
 
+def _stats(known: Mapping[Any, weakref.ref[PipelineStats]], pipeline: Any) -> PipelineStats | None:
+    ref = known.get(pipeline)
+    return ref() if ref is not None else None
+
+
 def _outboxes() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, depth in outbox_depths().items():
@@ -449,7 +488,7 @@ def health(source: Any = None, *, probe: bool = False) -> HealthReport:
     with _lock:
         known = dict(_pipelines.items())
     entries, warnings = _mark_duplicates(
-        tuple(_pipeline_health(pipeline, known.get(pipeline)) for pipeline in _resolve(source))
+        tuple(_pipeline_health(pipeline, _stats(known, pipeline)) for pipeline in _resolve(source))
     )
     outboxes = _outboxes()
     probes = _run_probes(time.monotonic) if probe else {}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -547,6 +549,66 @@ class TestSharing:
         with pytest.raises(CircuitOpen) as info:
             a.execute(ok)
         assert info.value.pipeline == "a"
+
+    def test_manual_transitions_go_once_to_each_live_pipeline(self, clock: FakeClock) -> None:
+        """isolate()/reset() of a shared breaker: once per live pipeline, never to dropped ones."""
+        breaker = CircuitBreaker()
+        rec = EventRecorder()
+        a = Pipeline([breaker], name="a", clock=clock, listeners=[rec], telemetry=False)
+        b = Pipeline([breaker], name="b", clock=clock, listeners=[rec], telemetry=False)
+        breaker.isolate()
+        assert [(type(e), e.pipeline) for e in rec.events] == [
+            (CircuitOpened, "a"),
+            (CircuitOpened, "b"),
+        ]
+        rec.events.clear()
+        del b
+        gc.collect()
+        breaker.reset()
+        assert [(type(e), e.pipeline) for e in rec.events] == [(CircuitClosed, "a")]
+        assert a.execute(ok) == "ok"
+
+    def test_breaker_twice_in_one_pipeline_reports_once(self, clock: FakeClock) -> None:
+        """A pipeline holding the same breaker twice gets one event per manual transition."""
+        breaker = CircuitBreaker()
+        rec = EventRecorder()
+        Pipeline([breaker, breaker], name="twice", clock=clock, listeners=[rec], telemetry=False)
+        gc.collect()  # the pipeline is unreferenced: it must no longer hear anything
+        breaker.isolate()
+        assert rec.events == []
+        p = Pipeline(
+            [breaker, breaker], name="twice", clock=clock, listeners=[rec], telemetry=False
+        )
+        breaker.reset()
+        assert [(type(e), e.pipeline) for e in rec.events] == [(CircuitClosed, "twice")]
+        assert p.execute(ok) == "ok"
+
+    @pytest.mark.parametrize("telemetry", [True, False])
+    def test_dropped_pipeline_is_freed(self, clock: FakeClock, telemetry: bool) -> None:
+        """A breaker that lives on does not keep the pipelines it was put in alive."""
+        breaker = CircuitBreaker(failure_threshold=1)
+        p = Pipeline([breaker], name="dropped", clock=clock, telemetry=telemetry)
+        assert p.execute(ok) == "ok"
+        ref = weakref.ref(p)
+        del p
+        gc.collect()
+        assert ref() is None
+
+    def test_pipeline_that_opened_the_circuit_is_freed_once_it_closes(
+        self, clock: FakeClock
+    ) -> None:
+        """The failure kept as CircuitOpen's cause (and its frames) is dropped when it closes."""
+        breaker = CircuitBreaker(failure_threshold=1, break_duration=10)
+        p = Pipeline([breaker], name="opened-here", clock=clock)
+        fail_times(p, 1)
+        ref = weakref.ref(p)
+        del p
+        other = Pipeline([breaker], name="later", clock=clock)
+        clock.advance(10)
+        assert other.execute(ok) == "ok"  # the trial closes the circuit
+        assert state_of(breaker) is CircuitState.CLOSED
+        gc.collect()
+        assert ref() is None
 
     def test_separate_breakers_are_separate(self, clock: FakeClock) -> None:
         """Two breaker objects share nothing."""

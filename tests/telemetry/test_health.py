@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
+import weakref
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 import resilio
 from resilio import CircuitBreaker, Pipeline, telemetry
+from resilio.events import CircuitClosed, CircuitOpened
 from resilio.policies._base import Env, Layer, Policy
 from resilio.stores import MemoryBreakerStore
 from resilio.stores._protocols import SharedBreakerState
 from resilio.stores.redis import StoreUnavailable
 from resilio.telemetry import metrics as resilio_metrics
 from resilio.telemetry.health import health, register_probe, unregister_probe
-from resilio.testing import FakeClock
+from resilio.testing import EventRecorder, FakeClock
 
 
 def _failing() -> None:
@@ -77,6 +81,45 @@ class TestStatus:
         p.execute(trial)
         assert seen["report"].status == "degraded"
         assert seen["report"].http_status == 200
+        assert health(p).status == "healthy"
+
+    def test_isolated_breaker_is_unhealthy(self, clock: FakeClock) -> None:
+        """An isolate()d breaker refuses every call: unhealthy (503), its reason "isolated"."""
+        breaker = CircuitBreaker(name="cb", break_duration=1)
+        p = Pipeline([breaker], name="iso", clock=clock)
+        breaker.isolate()
+        clock.advance(3600)  # isolation has no break to elapse
+        report = health(p)
+        assert (report.status, report.http_status) == ("unhealthy", 503)
+        policy = report.pipeline("iso").policies[0]
+        assert (policy.state, policy.status, policy.reason) == ("isolated", "unhealthy", "isolated")
+        assert report.reasons == ("pipeline 'iso': circuit_breaker 'cb': isolated",)
+        breaker.reset()
+        assert health(p).status == "healthy"
+
+    def test_elapsed_break_is_degraded(self, clock: FakeClock) -> None:
+        """Open with its break over (the next call is a trial): degraded (200), not unhealthy."""
+        breaker = CircuitBreaker(name="cb", failure_threshold=1, break_duration=10)
+        p = Pipeline([breaker], name="elapsed", clock=clock)
+        with pytest.raises(ConnectionError):
+            p.execute(_failing)
+        clock.advance(9.5)
+        report = health(p)
+        assert (report.status, report.http_status) == ("unhealthy", 503)
+        assert report.pipeline("elapsed").policies[0].reason == "open"
+        clock.advance(0.5)
+        report = health(p)
+        assert (report.status, report.http_status) == ("degraded", 200)
+        policy = report.pipeline("elapsed").policies[0]
+        assert (policy.state, policy.status, policy.reason) == (
+            "open",
+            "degraded",
+            "break elapsed: the next call is a trial",
+        )
+        assert report.reasons == (
+            "pipeline 'elapsed': circuit_breaker 'cb': break elapsed: the next call is a trial",
+        )
+        assert p.execute(lambda: 1) == 1  # the trial succeeds and closes the circuit
         assert health(p).status == "healthy"
 
     def test_last_times_and_latency(self, clock: FakeClock) -> None:
@@ -300,3 +343,96 @@ class TestDuplicateNames:
         report = health({"a": p, "b": p})
         assert [(e.name, e.duplicate_name) for e in report.pipelines] == [("once", False)]
         assert report.warnings == ()
+
+
+RELOADED = """
+policies:
+  cb: {circuit_breaker: {failure_threshold: %(threshold)d}}
+pipelines:
+  %(p)s:
+    - retry: {attempts: %(attempts)d}
+    - circuit_breaker: {ref: cb}
+  %(q)s:
+    - retry: {attempts: %(attempts)d}
+    - circuit_breaker: 3
+"""
+
+
+def _config(prefix: str, threshold: int, attempts: int) -> str:
+    names = {"p": f"{prefix}-p", "q": f"{prefix}-q"}
+    return RELOADED % {"threshold": threshold, "attempts": attempts, **names}
+
+
+def _entries(report: resilio.HealthReport, prefix: str) -> list[str]:
+    return [e.name for e in report.pipelines if e.name.startswith(f"{prefix}-")]
+
+
+class TestReloadedPipelines:
+    def test_replaced_pipelines_are_freed_and_not_reported(self, tmp_path: Path) -> None:
+        """After reloads, one live pipeline per name; health() lists each once."""
+        path = tmp_path / "resilio.yaml"
+        path.write_text(_config("freed", 3, 2), encoding="utf-8")
+        registry = resilio.load_config(path)
+        names = ("freed-p", "freed-q")
+        seen = [weakref.ref(registry.pipeline(name)) for name in names]
+        for attempts in range(3, 23):
+            path.write_text(_config("freed", 3, attempts), encoding="utf-8")
+            registry.reload()
+            assert registry.pipeline("freed-p").execute(lambda: 1) == 1
+            seen += [weakref.ref(registry.pipeline(name)) for name in names]
+        gc.collect()
+        alive = [ref() for ref in seen if ref() is not None]
+        assert alive == [registry.pipeline(name) for name in names]
+        report = health()
+        assert sorted(_entries(report, "freed")) == ["freed-p", "freed-q"]
+        assert not [w for w in report.warnings if "freed-" in w]
+        assert report.pipeline("freed-p").status == "healthy"
+
+    def test_stale_open_breaker_no_longer_reported(self, tmp_path: Path) -> None:
+        """A breaker opened, then replaced by a reload, leaves health with its pipeline."""
+        path = tmp_path / "resilio.yaml"
+        path.write_text(_config("stale", 1, 1), encoding="utf-8")
+        registry = resilio.load_config(path)
+        with pytest.raises(ConnectionError):
+            registry.pipeline("stale-p").execute(_failing)
+        assert health().pipeline("stale-p").status == "unhealthy"
+        path.write_text(_config("stale", 2, 1), encoding="utf-8")
+        registry.reload()  # a new breaker (its options changed), closed
+        gc.collect()
+        report = health()
+        assert sorted(_entries(report, "stale")) == ["stale-p", "stale-q"]
+        assert report.pipeline("stale-p").status == "healthy"
+        assert not [r for r in report.reasons if "stale-" in r]
+
+    def test_manual_transition_reported_once_after_reloads(self, tmp_path: Path) -> None:
+        """isolate() and reset() of a breaker kept across reloads: one event each."""
+        path = tmp_path / "resilio.yaml"
+        path.write_text(_config("manual", 3, 2), encoding="utf-8")
+        rec = EventRecorder()
+        registry = resilio.load_config(path, listeners=[rec])
+        for attempts in range(3, 8):
+            path.write_text(_config("manual", 3, attempts), encoding="utf-8")
+            registry.reload()
+        gc.collect()
+        breaker = registry.pipeline("manual-p").policies[1]
+        assert isinstance(breaker, CircuitBreaker)
+        breaker.isolate()
+        breaker.reset()
+        assert [(type(e), e.pipeline) for e in rec.events] == [
+            (CircuitOpened, "manual-p"),
+            (CircuitClosed, "manual-p"),
+        ]
+
+
+class TestDroppedPipelines:
+    def test_pipeline_with_an_open_breaker_is_freed(self, clock: FakeClock) -> None:
+        """Health holds pipelines weakly, even when their policies' state leads back to them."""
+        p = Pipeline([CircuitBreaker(failure_threshold=1)], name="dropped-open", clock=clock)
+        with pytest.raises(ConnectionError):
+            p.execute(_failing)
+        assert health().pipeline("dropped-open").status == "unhealthy"
+        ref = weakref.ref(p)
+        del p
+        gc.collect()
+        assert ref() is None
+        assert "dropped-open" not in [e.name for e in health().pipelines]
