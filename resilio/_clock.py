@@ -123,7 +123,9 @@ _POLL_FIRST = 0.001
 _POLL_MOST = 0.02
 
 
-def wait_event(event: threading.Event, seconds: float | None, clock: Clock) -> bool:
+def wait_event(
+    event: threading.Event, seconds: float | None, clock: Clock, since: float | None = None
+) -> bool:
     """Wait until ``event`` is set or ``seconds`` of ``clock``'s time have passed.
 
     For the system clock this is ``event.wait(seconds)``. For another clock, the thread waits in
@@ -135,13 +137,16 @@ def wait_event(event: threading.Event, seconds: float | None, clock: Clock) -> b
         event: What is waited for.
         seconds: The longest wait in the clock's seconds; ``None`` to wait for the event only.
         clock: The clock whose time bounds the wait.
+        since: The clock's time the ``seconds`` count from (default: now). A caller that
+            computed ``seconds`` from an earlier reading passes that reading, so time that
+            passed in between (the clock moved by another thread) is not given again.
 
     Returns:
         Whether the event is set.
     """
     if seconds is None or is_system(clock):
         return event.wait(seconds)
-    end = clock.monotonic() + seconds
+    end = (clock.monotonic() if since is None else since) + seconds
     poll = _POLL_FIRST
     while True:
         left = end - clock.monotonic()

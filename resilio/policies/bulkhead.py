@@ -233,7 +233,7 @@ class Bulkhead(Policy):
         clock = env.clock
         started = clock.monotonic()
         try:
-            wait_event(waiter.event, self._timeout(ctx), clock)
+            wait_event(waiter.event, self._timeout(ctx), clock, started)
         except BaseException:
             if self._give_up(waiter):
                 self._release()

@@ -247,9 +247,11 @@ class _TimeoutLayer(Layer):
         self._monotonic = time.monotonic if type(clock) is SystemClock else clock.monotonic
         self._timer_sleep = timer_sleep(clock)
         if type(clock) is SystemClock:
-            self._wait_done: Callable[[threading.Event, float], bool] = threading.Event.wait
+            self._wait_done: Callable[[threading.Event, float, float], bool] = (
+                lambda event, seconds, since: event.wait(seconds)
+            )
         else:
-            self._wait_done = lambda event, seconds: wait_event(event, seconds, clock)
+            self._wait_done = lambda event, seconds, since: wait_event(event, seconds, clock, since)
         self._watchdog: tuple[Any, Any] = _NO_LOOP
         self._watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
             weakref.WeakKeyDictionary()
@@ -417,7 +419,7 @@ class _ThreadTimeoutLayer(_TimeoutLayer):
         job = _Job(contextvars.copy_context(), self.inner.run, (fn, args, kwargs, worker_ctx))
         pool = self._timeout._pool or self._timeout._worker_pool()
         pool.submit(job)
-        if not self._wait_done(job.done, deadline - now):
+        if not self._wait_done(job.done, deadline - now, now):
             if pool.abandon(job):  # started: it runs on in the background
                 return self._expired(ctx, started=True)
             return self._expired(  # never started, and now never will

@@ -244,6 +244,14 @@ class TestTimers:
         waiting.join(5)
         assert results == [(False, 30.0)]
 
+    def test_thread_wait_counts_from_since(self) -> None:
+        """Given since=, the wait ends `seconds` after that reading, not after a later one."""
+        clock = FakeClock(start=100.0)
+        since = clock.monotonic()
+        clock.advance(5)  # time passed between the caller's reading and its wait
+        assert wait_event(threading.Event(), 5, clock, since) is False  # already over: no wait
+        assert clock.monotonic() == 105.0
+
     def test_thread_wait_returns_when_the_event_is_set(self) -> None:
         """wait_event on a fake clock returns True as soon as the event is set."""
         clock = FakeClock()

@@ -390,3 +390,40 @@ class TestMaxWorkersOption:
         assert problem.startswith("<string>:3:")
         assert "pipelines.p[0].timeout.max_workers" in problem
         assert message in problem
+
+
+def test_clock_moved_between_submit_and_wait_still_times_out() -> None:
+    """The deadline counts from the call's start: a clock moved by the worker right after the
+    submit (before the caller began waiting) is not given back to the call."""
+    advanced = threading.Event()
+    release = threading.Event()
+
+    class SlowToWait(FakeClock):
+        """The caller's second clock read (the start of its wait) waits for the worker."""
+
+        def __init__(self) -> None:
+            super().__init__(start=1000.0)
+            self.reads = 0
+            self.caller = threading.get_ident()
+
+        def monotonic(self) -> float:
+            if threading.get_ident() == self.caller:
+                self.reads += 1
+                if self.reads == 2:
+                    advanced.wait(10)
+            return super().monotonic()
+
+    clock = SlowToWait()
+    p = resilio.Pipeline([resilio.Timeout(2, mode="thread")], clock=clock, telemetry=False)
+
+    def hang() -> str:
+        clock.advance(3)
+        advanced.set()
+        release.wait(10)
+        return "late"
+
+    try:
+        with pytest.raises(resilio.TimeoutExceeded):
+            p.execute(hang)
+    finally:
+        release.set()
