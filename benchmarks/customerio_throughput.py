@@ -189,7 +189,7 @@ def bench(n: int, capped_n: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=1, help="keep the best of N runs")
+    parser.add_argument("--repeat", type=int, default=3, help="keep the best of N runs (3)")
     parser.add_argument(
         "--capped-events",
         type=int,
