@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from resilio.outbox._model import ItemState, NewItem, OutboxItem, OutboxStats
-from resilio.stores._paths import check_creatable
+from resilio.stores._sqlite_files import check_creatable, open_wal
 from resilio.telemetry._log import log
 
 __all__ = ["DEFAULT_PATH", "SQLiteBackend"]
@@ -177,15 +177,9 @@ class SQLiteBackend:
         if conn is None:
             if not self._ready and self._uri is None:
                 os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            if self._uri is not None:
-                conn = sqlite3.connect(
-                    self._uri, uri=True, isolation_level=None, check_same_thread=False
-                )
-            else:
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn = open_wal(
+                self.path, busy_ms=self._busy_ms, synchronous=self._synchronous, uri=self._uri
+            )
             with self._lock:
                 if not self._ready:
                     self._setup(conn)

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from resilio._clock import SYSTEM_CLOCK
-from resilio.stores._paths import check_creatable
 from resilio.stores._protocols import (
     WINDOW_BUCKETS,
     Completed,
@@ -32,6 +31,7 @@ from resilio.stores._protocols import (
     SharedBreakerState,
     SharedState,
 )
+from resilio.stores._sqlite_files import check_creatable, open_wal
 
 if TYPE_CHECKING:
     from resilio._clock import Clock
@@ -102,10 +102,7 @@ class SQLiteStore:
         if conn is None:
             if not self._ready:
                 os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn = open_wal(self.path, busy_ms=self._busy_ms)
             with self._lock:
                 if not self._ready:
                     conn.executescript(_SCHEMA)
