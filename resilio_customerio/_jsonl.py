@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -215,23 +214,8 @@ def parse_line(raw: bytes, number: int) -> Line | None:
     return Line(number, spec, obj)
 
 
-_SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}")
 _SHOWN_NAMES = 5
-
-
-def is_safe_name(name: str) -> bool:
-    """Whether a name from the input may be shown in a report: a short identifier-like token.
-
-    Keys of the input are data too: one that is an email address, a phone number or free text
-    may be personal, so only names like ``dta`` or ``user.plan_2`` are ever echoed.
-
-    Args:
-        name: A field, attribute or operation name read from the input.
-
-    Returns:
-        ``True`` if it matches ``[A-Za-z_][A-Za-z0-9_.-]{0,40}``.
-    """
-    return _SAFE_NAME.fullmatch(name) is not None
+is_safe_name = payload.is_safe_name
 
 
 def _unknown_fields(unknown: list[str]) -> str:

@@ -14,6 +14,7 @@ import decimal
 import enum
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -134,10 +135,26 @@ def normalise(value: Any, operation: str, where: str = "payload") -> Any:
     )
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}")
+
+
+def is_safe_name(name: str) -> bool:
+    """Whether a name from the input may be shown in an error or report: a short identifier.
+
+    Keys of a payload are data too: one that is an email address, a phone number or free text
+    may be personal, so only names like ``plan`` or ``user.plan_2`` are ever echoed.
+
+    Args:
+        name: A field, attribute, data key or operation name read from the input.
+
+    Returns:
+        ``True`` if it matches ``[A-Za-z_][A-Za-z0-9_.-]{0,40}``.
+    """
+    return _SAFE_NAME.fullmatch(name) is not None
+
+
 def _label(name: str) -> str:
-    if len(name.encode()) > MAX_ATTRIBUTE_NAME_BYTES:
-        return "<long name>"
-    return name
+    return name if is_safe_name(name) else "<key not shown>"
 
 
 def size(value: Any) -> int:
@@ -195,8 +212,9 @@ def check_attributes(attributes: Mapping[str, Any], operation: str) -> None:
         if name in _RESERVED_ATTRIBUTES or value is None:
             continue
         if size(value) > MAX_ATTRIBUTE_VALUE_BYTES:
+            shown = f" ({name!r})" if is_safe_name(name) else ""
             raise PayloadTooLarge(
-                operation, f"attribute values <= {MAX_ATTRIBUTE_VALUE_BYTES} bytes ({name!r})"
+                operation, f"attribute values <= {MAX_ATTRIBUTE_VALUE_BYTES} bytes{shown}"
             )
 
 

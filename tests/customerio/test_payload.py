@@ -7,12 +7,14 @@ import decimal
 import enum
 import json
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilio_customerio.errors import InvalidRequest, PayloadTooLarge
+from resilio_customerio import payload
+from resilio_customerio.errors import CustomerIOError, InvalidRequest, PayloadTooLarge
 from resilio_customerio.payload import (
     MAX_EVENT_DATA_BYTES,
     check_attributes,
@@ -185,3 +187,30 @@ class TestLimits:
         assert check_size({"a": 1}, 10, "things", OP) == 8
         with pytest.raises(PayloadTooLarge, match="things <= 7 bytes"):
             check_size({"a": 1}, 7, "things", OP)
+
+
+CANARY_KEY = "secret.person@example.com"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: payload.check_attributes({CANARY_KEY: "x" * 1001}, "customerio.identify"),
+        lambda: payload.normalise({CANARY_KEY: b"x"}, "customerio.identify", "attributes"),
+        lambda: payload.normalise({"friends": {CANARY_KEY: b"x"}}, "customerio.track", "data"),
+    ],
+    ids=["oversize-value", "unserialisable-value", "nested-key"],
+)
+def test_a_key_that_is_personal_data_never_reaches_the_message(call: Any) -> None:
+    """An attribute or data key that is an email is not named in the error: keys are data."""
+    with pytest.raises(CustomerIOError) as info:
+        call()
+    text = f"{info.value} {info.value!r}"
+    assert CANARY_KEY not in text
+    assert "example.com" not in text
+
+
+def test_an_identifier_like_key_is_still_named() -> None:
+    """A key like `plan_2` is named, so the error still says where the problem is."""
+    with pytest.raises(CustomerIOError, match=r"data\.plan_2 holds a bytes"):
+        payload.normalise({"plan_2": b"x"}, "customerio.track", "data")
