@@ -162,6 +162,11 @@ def batch_operations(op: str, operations: Sequence[Mapping[str, Any]]) -> list[d
         item = normalise(dict(raw), op, f"batch[{i}]")
         if not item.get("type") or not item.get("action"):
             raise InvalidRequest(op, None, f"batch operation [{i}] needs 'type' and 'action'")
+        attributes = item.get("attributes")
+        if item["action"] == "identify" and isinstance(attributes, Mapping):
+            check_attributes(attributes, op)  # the per-field limits, as v1 identify checks them
+        elif item["action"] == "event":
+            check_event(item.get("name"), attributes if attributes is not None else {}, op)
         if item.get("action") in _EVENT_ACTIONS and not item.get("id"):
             item["id"] = new_ulid()
         result.append(item)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -216,3 +217,45 @@ class TestBuffer:
             cio.identify("43", plan="free")
         assert len(cio_simulator.requests) == 2  # close() flushed the rest
         assert cio_simulator.customer("43") == {"plan": "free"}
+
+
+class TestPerFieldLimits:
+    @pytest.mark.parametrize(
+        ("operation", "limit"),
+        [
+            (
+                {
+                    "type": "person",
+                    "action": "identify",
+                    "identifiers": {"id": "42"},
+                    "attributes": {"bio": "x" * 1001},
+                },
+                "attribute values <= 1000 bytes ('bio')",
+            ),
+            (
+                {
+                    "type": "person",
+                    "action": "event",
+                    "identifiers": {"id": "42"},
+                    "name": "e" * 101,
+                    "attributes": {},
+                },
+                "event names <= 100 bytes",
+            ),
+        ],
+        ids=["attribute-value", "event-name"],
+    )
+    def test_a_field_over_its_limit_refuses_the_batch_before_sending(
+        self,
+        cio: ResilientCustomerIO,
+        cio_simulator: Simulator,
+        operation: dict[str, Any],
+        limit: str,
+    ) -> None:
+        """batch() checks the v1 per-field limits too: nothing is sent, the error names it."""
+        before = len(cio_simulator.requests)
+        with pytest.raises(PayloadTooLarge, match=re.escape(limit)):
+            cio.batch(
+                [{"type": "person", "action": "identify", "identifiers": {"id": "1"}}, operation]
+            )
+        assert len(cio_simulator.requests) == before
