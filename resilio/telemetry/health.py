@@ -288,11 +288,7 @@ def _snapshot(policy: Policy) -> Any:
 
 
 def _breaker_state(policy: Policy) -> str:
-    state = state_name(policy)
-    if state is not None:
-        return state
-    value = getattr(getattr(policy, "state", None), "value", None)
-    return "isolated" if value == "isolated" else "unknown"
+    return state_name(policy) or "unknown"
 
 
 def _breaker_health(policy: Policy) -> PolicyHealth:
