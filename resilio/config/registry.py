@@ -170,6 +170,9 @@ class Registry:
         with self._lock:
             doc = read_source(source, environ)
             state = loader.build(doc, catalog, self._state, self._make_pipeline)
+            from resilio.telemetry.health import retire_pipelines  # health skips replaced ones
+
+            retire_pipelines(self._state.pipelines.values(), state.pipelines.values())
             self._state = state
             self._source = doc.path if doc.path is not None else source
 

@@ -52,6 +52,7 @@ __all__ = [
     "health",
     "register_pipeline",
     "register_probe",
+    "retire_pipelines",
     "unregister_probe",
 ]
 
@@ -64,6 +65,9 @@ _RANK = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
 _pipelines: weakref.WeakKeyDictionary[Pipeline, weakref.ref[PipelineStats]] = (
     weakref.WeakKeyDictionary()
 )
+# Pipelines a registry reload replaced: left out of health() with no source at once, although
+# they stay alive (they hold reference cycles) until the cyclic garbage collector frees them.
+_retired: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 _probes: dict[str, Callable[[], object]] = {}
 _outbox_history: dict[str, deque[int]] = {}
 _lock = threading.Lock()
@@ -76,6 +80,24 @@ def register_pipeline(pipeline: Pipeline, stats: PipelineStats) -> None:
     """
     with _lock:
         _pipelines[pipeline] = weakref.ref(stats)
+
+
+def retire_pipelines(old: Iterable[Pipeline], current: Iterable[Pipeline]) -> None:
+    """Leave out of :func:`health` (with no source) the pipelines a reload replaced.
+
+    Called by :meth:`resilio.config.Registry.reload` with the pipelines before and after the
+    swap: those of ``old`` that are not in ``current`` (the same object) are retired, and those
+    in ``current`` are not (a pipeline kept by the reload, or brought back). A retired pipeline
+    is still reported when passed to :func:`health` explicitly. Both are held weakly.
+    """
+    kept = list(current)
+    ids = {id(pipeline) for pipeline in kept}
+    with _lock:
+        for pipeline in old:
+            if id(pipeline) not in ids:
+                _retired.add(pipeline)
+        for pipeline in kept:
+            _retired.discard(pipeline)
 
 
 def register_probe(operation: str, probe: Callable[[], object]) -> None:
@@ -288,11 +310,7 @@ def _snapshot(policy: Policy) -> Any:
 
 
 def _breaker_state(policy: Policy) -> str:
-    state = state_name(policy)
-    if state is not None:
-        return state
-    value = getattr(getattr(policy, "state", None), "value", None)
-    return "isolated" if value == "isolated" else "unknown"
+    return state_name(policy) or "unknown"
 
 
 def _breaker_health(policy: Policy) -> PolicyHealth:
@@ -419,7 +437,7 @@ def _mark_duplicates(
 def _resolve(source: Any) -> list[Any]:
     if source is None:
         with _lock:
-            return list(_pipelines.keys())
+            return [pipeline for pipeline in _pipelines if pipeline not in _retired]
     if hasattr(source, "execute") and hasattr(source, "policies"):
         return [source]
     pipelines = getattr(source, "pipelines", None)
@@ -469,7 +487,8 @@ def health(source: Any = None, *, probe: bool = False) -> HealthReport:
     """Report the health of pipelines, outboxes and (optionally) probes.
 
     Args:
-        source: What to report on: ``None`` for every live instrumented pipeline, one pipeline,
+        source: What to report on: ``None`` for every live instrumented pipeline (but those a
+            registry reload replaced, see :func:`retire_pipelines`), one pipeline,
             a list of pipelines, a mapping of names to pipelines, or a registry with a
             ``pipelines`` attribute (a mapping or list, or a method returning one).
         probe: Also run the probes registered with :func:`register_probe`.

@@ -49,7 +49,11 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "resilio.events": ("counter", "{event}", "Policy events by policy and event name."),
     "resilio.execution.duration": ("histogram", "s", "Duration of whole executions."),
     "resilio.attempt.duration": ("histogram", "s", "Duration of single attempts."),
-    "resilio.circuit.state": ("gauge", "1", "Breaker state: 0 closed, 1 half-open, 2 open."),
+    "resilio.circuit.state": (
+        "gauge",
+        "1",
+        "Breaker state: 0 closed, 1 half-open, 2 open, 3 isolated.",
+    ),
     "resilio.bulkhead.in_use": ("gauge", "{call}", "Calls holding a bulkhead slot."),
     "resilio.bulkhead.queued": ("gauge", "{call}", "Calls waiting for a bulkhead slot."),
     "resilio.rate_limiter.wait": (
@@ -61,11 +65,23 @@ METRICS: dict[str, tuple[str, str, str]] = {
 }
 """Name → (instrument kind, unit, description) of every metric resilio reports."""
 
-_STATE_VALUES = {"closed": 0, "half_open": 1, "half-open": 1, "halfopen": 1, "open": 2}
+_STATE_VALUES = {
+    "closed": 0,
+    "half_open": 1,
+    "half-open": 1,
+    "halfopen": 1,
+    "open": 2,
+    "isolated": 3,
+}
+"""Breaker state → ``resilio.circuit.state`` value. Isolated (forced open by ``isolate()`` until
+``reset()``) is 3, after open: it refuses every call as open does, but no break ends it."""
 
 
 def state_name(policy: Any) -> str | None:
-    """Return a breaker's state as ``"closed"``, ``"half_open"`` or ``"open"`` (or ``None``)."""
+    """Return a breaker's state: ``"closed"``, ``"half_open"``, ``"open"`` or ``"isolated"``.
+
+    ``None`` when the policy has no state, or one of another name.
+    """
     state = getattr(policy, "state", None)
     if state is None:
         return None

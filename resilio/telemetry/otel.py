@@ -18,6 +18,12 @@ remote parent) still gets a span, so its trace id keeps propagating to the funct
 Failures set an ERROR status without description, the ``error.type`` attribute, and one
 ``exception`` span event holding only ``exception.type``: exception messages may hold payloads
 (the Customer.io client puts request bodies in them), so they are never recorded.
+
+A cancellation or interrupt (a ``BaseException`` that is not an ``Exception``:
+``asyncio.CancelledError``, ``KeyboardInterrupt``, ...) ends the span with the outcome
+``cancelled``, its ``resilio.attempts``, and the status left UNSET, as the OpenTelemetry API's
+own ``use_span`` does (it records only ``Exception`` s as errors): the call was abandoned, it did
+not fail. The execution is counted and timed with that outcome.
 """
 
 from __future__ import annotations
@@ -69,6 +75,8 @@ RunAsync = Callable[[Callable[..., Any], Any, Any, "Context"], Awaitable[Any]]
 _OFF, _PARENT, _ON = 0, 1, 2
 _INTERNAL = SpanKind.INTERNAL
 _ERROR = Status(StatusCode.ERROR)
+CANCELLED = "cancelled"
+"""The outcome of an execution ended by a BaseException that is not an Exception."""
 
 
 class _Execution:
@@ -300,14 +308,32 @@ class Instrumentation:
                 span.set_status(_ERROR)
         span.end()
 
-    @staticmethod
-    def _abandon(execution: _Execution, error: BaseException) -> None:
-        # Cancellation and interrupts: not a failure of the call, nothing counted.
+    def _cancelled(self, ctx: Context, t0: float, t1: float, binding: _Binding | None) -> None:
+        """Count an execution a cancellation or an interrupt ended (a BaseException).
+
+        It is counted and timed with the outcome ``cancelled`` and no ``error.type``: the caller
+        gave up on the call, which did not fail. Health statistics are left alone (a cut-short
+        duration is no latency, and the dependency neither succeeded nor failed). Without the
+        attempt layer, the attempts before the last are counted as failed (they were retried);
+        the last one, interrupted (or cancelled in the wait after it), is not counted.
+        """
+        _take_fallback()  # a fallback seen before the cancellation must not mark the next call
+        if binding is not None:
+            attempts = (0, 0)
+            if not self._attempt_layer_installed:
+                attempts = (max(0, ctx.attempt - 1), 0)
+            self.stats.execution(binding, CANCELLED, None, t1 - t0, attempts)
+
+    def _abandon(self, execution: _Execution, ctx: Context, t0: float) -> None:
+        """End the span of a cancelled execution (status left UNSET) and count it."""
+        t1 = self._mono()
         execution.ended = True
         span = execution.span
         if span.is_recording():
-            span.set_attribute("resilio.outcome", "cancelled")
+            span.set_attribute("resilio.attempts", ctx.attempt)
+            span.set_attribute("resilio.outcome", CANCELLED)
         span.end()
+        self._cancelled(ctx, t0, t1, self._binding())
 
     # -- hooks used by the pipeline -----------------------------------------------------------
 
@@ -331,6 +357,7 @@ class Instrumentation:
         start = self._start
         end = self._end
         abandon = self._abandon
+        cancelled = self._cancelled
         current = _current
         detach = otel_context.detach
         trace_mod = _trace_mod
@@ -354,8 +381,8 @@ class Instrumentation:
             t0 = mono()
             try:
                 result = run(fn, args, kwargs, ctx)
-            except BaseException as error:
-                abandon(execution, error)
+            except BaseException:
+                abandon(execution, ctx, t0)
                 raise
             finally:
                 current.reset(token)
@@ -374,11 +401,19 @@ class Instrumentation:
                 if binding is None:
                     return run(fn, args, kwargs, ctx)
                 if not switches.durations:  # counters only: no clock reads
-                    result = run(fn, args, kwargs, ctx)
+                    try:
+                        result = run(fn, args, kwargs, ctx)
+                    except BaseException:
+                        cancelled(ctx, 0.0, 0.0, binding)
+                        raise
                     finish(result, ctx, 0.0, 0.0, _take_fallback(), binding)
                     return result
             t0 = mono()
-            result = run(fn, args, kwargs, ctx)
+            try:
+                result = run(fn, args, kwargs, ctx)
+            except BaseException:
+                cancelled(ctx, t0, mono(), binding)
+                raise
             finish(result, ctx, t0, mono(), _take_fallback(), binding)
             return result
 
@@ -392,7 +427,11 @@ class Instrumentation:
                     return run(fn, args, kwargs, ctx)
                 # No provider, health in use: two clock reads and a deque append per success.
                 t0 = mono()
-                result = run(fn, args, kwargs, ctx)
+                try:
+                    result = run(fn, args, kwargs, ctx)
+                except BaseException:
+                    cancelled(ctx, t0, t0, None)  # counts nothing; clears a fallback flag
+                    raise
                 t1 = mono()
                 if result.__class__ is not Failure and not fallback_seen.get():
                     latencies.append(t1 - t0)
@@ -409,8 +448,8 @@ class Instrumentation:
             t0 = mono()
             try:
                 result = await run_async(fn, args, kwargs, ctx)
-            except BaseException as error:
-                abandon(execution, error)
+            except BaseException:
+                abandon(execution, ctx, t0)
                 raise
             finally:
                 current.reset(token)
@@ -433,11 +472,19 @@ class Instrumentation:
                 if binding is None:
                     return await run_async(fn, args, kwargs, ctx)
                 if not switches.durations:  # counters only: no clock reads
-                    result = await run_async(fn, args, kwargs, ctx)
+                    try:
+                        result = await run_async(fn, args, kwargs, ctx)
+                    except BaseException:
+                        cancelled(ctx, 0.0, 0.0, binding)
+                        raise
                     finish(result, ctx, 0.0, 0.0, _take_fallback(), binding)
                     return result
             t0 = mono()
-            result = await run_async(fn, args, kwargs, ctx)
+            try:
+                result = await run_async(fn, args, kwargs, ctx)
+            except BaseException:
+                cancelled(ctx, t0, mono(), binding)
+                raise
             finish(result, ctx, t0, mono(), _take_fallback(), binding)
             return result
 

@@ -388,6 +388,49 @@ class TestReloadedPipelines:
         assert not [w for w in report.warnings if "freed-" in w]
         assert report.pipeline("freed-p").status == "healthy"
 
+    def test_replaced_pipelines_leave_the_report_before_any_collection(
+        self, tmp_path: Path
+    ) -> None:
+        """Right after reloads, with the cyclic collector off, health() lists each name once."""
+        path = tmp_path / "resilio.yaml"
+        path.write_text(_config("retired", 1, 1), encoding="utf-8")
+        registry = resilio.load_config(path)
+        with pytest.raises(ConnectionError):  # opens the old pipeline's breaker (threshold 1)
+            registry.pipeline("retired-p").execute(_failing)
+        names = ("retired-p", "retired-q")
+        old = [weakref.ref(registry.pipeline(name)) for name in names]
+        gc.collect()
+        gc.disable()
+        try:
+            for attempts in range(2, 5):  # a new shared breaker (threshold 2), closed
+                path.write_text(_config("retired", 2, attempts), encoding="utf-8")
+                registry.reload()
+            # The replaced pipelines are still alive: only the cyclic collector frees them.
+            assert all(ref() is not None for ref in old)
+            current = registry.pipelines
+            assert [ref() is current[n] for ref, n in zip(old, names, strict=True)] == [False] * 2
+            report = health()
+        finally:
+            gc.enable()
+        assert sorted(_entries(report, "retired")) == ["retired-p", "retired-q"]
+        assert not [w for w in report.warnings if "retired-" in w]
+        assert report.pipeline("retired-p").status == "healthy"  # not the old, open breaker
+        assert not [r for r in report.reasons if "retired-" in r]
+        # A replaced pipeline passed explicitly is still reported.
+        stale = old[0]()
+        assert stale is not None
+        assert health(stale).pipeline("retired-p").status == "unhealthy"
+
+    def test_pipeline_kept_by_a_reload_stays_reported(self, tmp_path: Path) -> None:
+        """A reload that changes nothing keeps the pipelines, and health() keeps listing them."""
+        path = tmp_path / "resilio.yaml"
+        path.write_text(_config("kept", 1, 2), encoding="utf-8")
+        registry = resilio.load_config(path)
+        before = registry.pipeline("kept-p")
+        registry.reload()
+        assert registry.pipeline("kept-p") is before
+        assert sorted(_entries(health(), "kept")) == ["kept-p", "kept-q"]
+
     def test_stale_open_breaker_no_longer_reported(self, tmp_path: Path) -> None:
         """A breaker opened, then replaced by a reload, leaves health with its pipeline."""
         path = tmp_path / "resilio.yaml"

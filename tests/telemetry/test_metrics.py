@@ -239,6 +239,20 @@ class TestGauges:
             p.execute(_flaky(1))
         assert _points(metrics.collect(), "resilio.circuit.state")[key] == 2
 
+    def test_isolated_breaker_state_gauge(self, metrics: Metrics, clock: FakeClock) -> None:
+        """An isolated breaker reads 3 (it reported nothing), and 0 again once reset."""
+        breaker = CircuitBreaker(failure_threshold=1, break_duration=5, name="cb")
+        p = Pipeline([breaker], name="iso", clock=clock, meter_provider=metrics.provider)
+        p.execute(lambda: 1)
+        key = (("resilio.pipeline", "iso"), ("resilio.policy", "cb"))
+        breaker.isolate()
+        assert _points(metrics.collect(), "resilio.circuit.state")[key] == 3
+        with pytest.raises(CircuitOpen):
+            p.execute(lambda: 1)
+        assert _points(metrics.collect(), "resilio.circuit.state")[key] == 3
+        breaker.reset()
+        assert _points(metrics.collect(), "resilio.circuit.state")[key] == 0
+
     def test_bulkhead_gauges(self, metrics: Metrics) -> None:
         """Bulkhead in-use and queued gauges read the policy's attributes."""
         p = Pipeline([_Bulkhead()], name="bh", meter_provider=metrics.provider)
