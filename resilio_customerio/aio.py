@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
@@ -32,6 +33,14 @@ from resilio_customerio.client import ResilientCustomerIO, batch_items
 from resilio_customerio.operations import SPECS
 
 __all__ = ["AsyncResilientCustomerIO"]
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class AsyncResilientCustomerIO:
@@ -54,6 +63,15 @@ class AsyncResilientCustomerIO:
     def __init__(self, *args: Any, max_workers: int = 8, **kwargs: Any) -> None:
         if max_workers < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers!r}")
+        region = kwargs.get("region", args[2] if len(args) > 2 else "us")
+        if isinstance(region, str) and region.strip().lower() == "auto" and _loop_running():
+            warnings.warn(
+                "AsyncResilientCustomerIO(region='auto') asks the region endpoint with a blocking "
+                "call, here on the running event loop; use "
+                "'await AsyncResilientCustomerIO.create(...)', which asks from a worker thread",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         kwargs.setdefault("pool_size", max_workers)
         self.sync = ResilientCustomerIO(*args, **kwargs)
         self.max_workers = max_workers

@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import gc
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,25 @@ class TestAsyncOperations:
 
 
 class TestAsyncFactory:
+    async def test_auto_region_built_on_the_loop_warns(
+        self, make_simulator: Any, clock: FakeClock
+    ) -> None:
+        """Building with region="auto" on a running loop blocks it: a RuntimeWarning says so."""
+        sim = make_simulator(region="eu")
+        with pytest.warns(RuntimeWarning, match=r"use 'await AsyncResilientCustomerIO.create"):
+            acio = AsyncResilientCustomerIO(**adapter_kwargs(sim, clock, region="auto"))
+        acio.close()
+
+    async def test_create_does_not_warn(self, make_simulator: Any, clock: FakeClock) -> None:
+        """create() asks from a worker thread: no warning."""
+        sim = make_simulator(region="eu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            acio = await AsyncResilientCustomerIO.create(
+                **adapter_kwargs(sim, clock, region="auto")
+            )
+        acio.close()
+
     async def test_create_resolves_auto_off_the_loop(
         self, make_simulator: Any, clock: FakeClock
     ) -> None:
