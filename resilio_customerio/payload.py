@@ -23,6 +23,7 @@ from resilio_customerio.errors import InvalidRequest, PayloadTooLarge
 
 __all__ = [
     "MAX_ATTRIBUTE_NAME_BYTES",
+    "MAX_ATTRIBUTES",
     "MAX_ATTRIBUTE_VALUE_BYTES",
     "MAX_BATCH_BYTES",
     "MAX_EVENT_DATA_BYTES",
@@ -45,6 +46,8 @@ MAX_ATTRIBUTE_NAME_BYTES = 150
 """Attribute names."""
 MAX_ATTRIBUTE_VALUE_BYTES = 1000
 """One attribute's value (strings by UTF-8 bytes, other values by their JSON text)."""
+MAX_ATTRIBUTES = 300
+"""Unique attributes of one person: a single call with more is bound to be refused."""
 MAX_EVENT_NAME_BYTES = 100
 """Event names."""
 MAX_EVENT_DATA_BYTES = 100_000
@@ -197,7 +200,7 @@ def check_id(value: Any, operation: str, field: str = "id") -> None:
 
 
 def check_attributes(attributes: Mapping[str, Any], operation: str) -> None:
-    """Check attribute names (150 bytes) and values (1000 bytes).
+    """Check the attribute count (300), names (150 bytes) and values (1000 bytes).
 
     Args:
         attributes: Normalised attributes.
@@ -206,6 +209,8 @@ def check_attributes(attributes: Mapping[str, Any], operation: str) -> None:
     Raises:
         PayloadTooLarge: Naming the limit (and the attribute when its name is within limits).
     """
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise PayloadTooLarge(operation, f"at most {MAX_ATTRIBUTES} attributes per person")
     for name, value in attributes.items():
         if len(name.encode()) > MAX_ATTRIBUTE_NAME_BYTES:
             raise PayloadTooLarge(operation, f"attribute names <= {MAX_ATTRIBUTE_NAME_BYTES} bytes")

@@ -214,3 +214,11 @@ def test_an_identifier_like_key_is_still_named() -> None:
     """A key like `plan_2` is named, so the error still says where the problem is."""
     with pytest.raises(CustomerIOError, match=r"data\.plan_2 holds a bytes"):
         payload.normalise({"plan_2": b"x"}, "customerio.track", "data")
+
+
+def test_more_attributes_than_a_person_may_have_is_refused() -> None:
+    """301 attributes in one call are refused naming the limit (300 per person)."""
+    attributes = {f"a{i}": i for i in range(301)}
+    with pytest.raises(PayloadTooLarge, match="at most 300 attributes per person"):
+        check_attributes(attributes, "customerio.identify")
+    check_attributes(dict(list(attributes.items())[:300]), "customerio.identify")
