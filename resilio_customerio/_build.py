@@ -15,6 +15,7 @@ from customerio.constants import CIOID, EMAIL, ID
 
 from resilio_customerio.errors import InvalidRequest
 from resilio_customerio.payload import (
+    MAX_TIMESTAMP,
     MAX_TRANSACTIONAL_BYTES,
     check_attributes,
     check_event,
@@ -55,14 +56,28 @@ def _timestamp(value: Any, op: str, *, required: bool) -> int | None:
         if required:
             raise InvalidRequest(op, None, "timestamp is required")
         return None
+    what = "timestamp must be a datetime, epoch seconds or an ISO 8601 date-time with a zone"
+    if isinstance(value, str) and not value.strip().isdigit():
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidRequest(op, None, what) from None
+        if value.tzinfo is None:
+            raise InvalidRequest(op, None, "timestamp must name its time zone (e.g. Z or +02:00)")
     if isinstance(value, dt.datetime | dt.date):
-        return to_timestamp(value)
-    if isinstance(value, bool):
-        raise InvalidRequest(op, None, "timestamp must be a datetime or epoch seconds")
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidRequest(op, None, "timestamp must be a datetime or epoch seconds") from None
+        seconds = to_timestamp(value)
+    elif isinstance(value, bool):
+        raise InvalidRequest(op, None, what)
+    else:
+        try:
+            seconds = int(value)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidRequest(op, None, what) from None
+    if not 0 <= seconds < MAX_TIMESTAMP:
+        raise InvalidRequest(
+            op, None, "timestamp must be from 1970 to 2099 (epoch seconds, not milliseconds)"
+        )
+    return seconds
 
 
 def identify(op: str, id: Any, attributes: Mapping[str, Any]) -> dict[str, Any]:

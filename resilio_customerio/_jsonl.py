@@ -279,8 +279,7 @@ def _event(fields: Mapping[str, Any], name_field: str = "name") -> None:
         raise InvalidLineError("event_id must be a ULID (26 characters of Crockford base32)")
 
 
-MAX_TIMESTAMP = 4_102_444_800
-"""2100-01-01T00:00:00Z in epoch seconds: later timestamps are refused as implausible."""
+MAX_TIMESTAMP = payload.MAX_TIMESTAMP
 
 
 def _timestamp(value: Any) -> int:

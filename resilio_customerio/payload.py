@@ -29,6 +29,7 @@ __all__ = [
     "MAX_EVENT_DATA_BYTES",
     "MAX_EVENT_NAME_BYTES",
     "MAX_ID_BYTES",
+    "MAX_TIMESTAMP",
     "MAX_TRANSACTIONAL_BYTES",
     "MAX_V2_OP_BYTES",
     "check_attributes",
@@ -58,6 +59,8 @@ MAX_BATCH_BYTES = 500 * 1024
 """One ``/api/v2/batch`` request."""
 MAX_TRANSACTIONAL_BYTES = 2048 * 1024
 """One transactional send request."""
+MAX_TIMESTAMP = 4_102_444_800
+"""2100-01-01T00:00:00Z in epoch seconds: later timestamps are refused as implausible."""
 
 _EPOCH_DATE = dt.date(1970, 1, 1)
 _RESERVED_ATTRIBUTES = frozenset({"cio_relationships"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -233,3 +234,39 @@ class TestBufferedMode:
         with make(cio_simulator, clock, buffer={"max_delay": 3600}) as cio:
             cio.identify("p@example.com", plan="pro")
         assert cio_simulator.customer("9") == {"email": "p@example.com", "plan": "pro"}
+
+
+class TestTimestamps:
+    @pytest.mark.parametrize(
+        ("given", "sent"),
+        [
+            ("2024-01-01T00:00:00Z", 1704067200),
+            ("2024-01-01T02:00:00+02:00", 1704067200),
+            ("1704067200", 1704067200),
+            (1704067200, 1704067200),
+        ],
+    )
+    def test_iso_8601_with_a_zone_and_epoch_seconds_are_sent_as_seconds(
+        self, cio: ResilientCustomerIO, cio_simulator: Simulator, given: Any, sent: int
+    ) -> None:
+        """An ISO 8601 date-time with a zone is converted, as the JSONL format accepts it."""
+        cio.track("42", "purchase", timestamp=given)
+        assert last(cio_simulator).body["timestamp"] == sent
+
+    @pytest.mark.parametrize(
+        ("given", "reason"),
+        [
+            ("2024-01-01T00:00:00", "must name its time zone"),
+            ("soon", "ISO 8601 date-time with a zone"),
+            (1704067200000, r"from 1970 to 2099 \(epoch seconds, not milliseconds\)"),
+            (-5, "from 1970 to 2099"),
+        ],
+    )
+    def test_unusable_timestamps_are_refused_before_sending(
+        self, cio: ResilientCustomerIO, cio_simulator: Simulator, given: Any, reason: str
+    ) -> None:
+        """A naive, unreadable or implausible timestamp is an InvalidRequest; nothing is sent."""
+        before = len(cio_simulator.requests)
+        with pytest.raises(InvalidRequest, match=reason):
+            cio.backfill("42", "purchase", given)
+        assert len(cio_simulator.requests) == before
