@@ -231,7 +231,6 @@ class _TimeoutLayer(Layer):
         "_name",
         "_seconds",
         "_timer_sleep",
-        "_wait_done",
         "_watchdog",
         "_watchdogs",
     )
@@ -246,12 +245,6 @@ class _TimeoutLayer(Layer):
         # The system clock's monotonic() is time.monotonic(): call it without the extra frame.
         self._monotonic = time.monotonic if type(clock) is SystemClock else clock.monotonic
         self._timer_sleep = timer_sleep(clock)
-        if type(clock) is SystemClock:
-            self._wait_done: Callable[[threading.Event, float, float], bool] = (
-                lambda event, seconds, since: event.wait(seconds)
-            )
-        else:
-            self._wait_done = lambda event, seconds, since: wait_event(event, seconds, clock, since)
         self._watchdog: tuple[Any, Any] = _NO_LOOP
         self._watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
             weakref.WeakKeyDictionary()
@@ -400,6 +393,10 @@ class _TimeoutLayer(Layer):
 class _ThreadTimeoutLayer(_TimeoutLayer):
     __slots__ = ("_timeout",)
 
+    def _wait_done(self, done: threading.Event, seconds: float, since: float) -> bool:
+        """Wait for the worker; the system clock's time is the event's own."""
+        return done.wait(seconds)
+
     def __init__(self, inner: Layer, env: Env, policy: Timeout) -> None:
         super().__init__(inner, env, policy)
         self._timeout = policy
@@ -449,6 +446,10 @@ class _ClockedThreadTimeoutLayer(_ThreadTimeoutLayer):
     __slots__ = ()
 
     run_async = _TimeoutLayer._run_async_clocked
+
+    def _wait_done(self, done: threading.Event, seconds: float, since: float) -> bool:
+        """Wait for the worker until the pipeline clock reaches ``since + seconds``."""
+        return wait_event(done, seconds, self.env.clock, since)
 
 
 @types.coroutine
