@@ -430,7 +430,7 @@ class Instrumentation:
                 try:
                     result = run(fn, args, kwargs, ctx)
                 except BaseException:
-                    cancelled(ctx, t0, t0, None)  # counts nothing; clears a fallback flag
+                    _take_fallback()  # a fallback seen before must not mark the next call
                     raise
                 t1 = mono()
                 if result.__class__ is not Failure and not fallback_seen.get():
