@@ -309,12 +309,8 @@ def _snapshot(policy: Policy) -> Any:
         return None
 
 
-def _breaker_state(policy: Policy) -> str:
-    return state_name(policy) or "unknown"
-
-
 def _breaker_health(policy: Policy) -> PolicyHealth:
-    state = _breaker_state(policy)
+    state = state_name(policy) or "unknown"
     details: dict[str, float | int | str | bool] = {}
     shared = getattr(getattr(policy, "options", None), "store", None) is not None
     snapshot = _snapshot(policy) if shared or state == "open" else None
