@@ -106,11 +106,8 @@ class _MergedProblems(Problems):
         self, path: KeyPath, message: str, *, key: bool = False, location: Location | None = None
     ) -> None:
         target = self._target(path)
-        before = len(target.lines)
         target.add(path, message, key=key, location=location)
-        for line in target.lines[before:]:
-            if line not in self.lines:
-                self.lines.append(line)
+        self.extend(target)  # the new line, with its position
 
     def _target(self, path: KeyPath) -> Problems:
         return self._defaults if _from_defaults(self._user_data, path) else self._user
